@@ -1,0 +1,13 @@
+/** Injection token of the raw options given to forRoot/forRootAsync. */
+export const COORDINATION_MODULE_OPTIONS = Symbol.for('nest-etcd-coordination:options');
+/** Injection token of the validated, defaulted options (internal). */
+export const RESOLVED_COORDINATION_OPTIONS = Symbol.for('nest-etcd-coordination:resolved-options');
+/** Injection token of the etcd client holder (internal). */
+export const ETCD_CLIENT_HOLDER = Symbol.for('nest-etcd-coordination:etcd-client');
+
+export const DEFAULT_HOST = '127.0.0.1:2379';
+export const DEFAULT_SESSION_TTL_SECONDS = 10;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+export const DEFAULT_ELECTION = 'leader';
+export const MAX_NAME_LENGTH = 200;

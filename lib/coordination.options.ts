@@ -1,0 +1,202 @@
+import { hostname } from 'node:os';
+import type { Etcd3 } from 'etcd3';
+import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_ELECTION,
+  DEFAULT_HOST,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_SESSION_TTL_SECONDS,
+} from './coordination.constants.js';
+import { InvalidOptionsError } from './errors/coordination.errors.js';
+import { Messages } from './coordination.messages.js';
+import { validateName } from './etcd/keys.js';
+
+/** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
+export interface CoordinationModuleOptions {
+  /**
+   * etcd endpoints, `host:port` or `http(s)://host:port`. Default: the
+   * comma-separated env `ETCD_HOSTS`, else `127.0.0.1:2379`. Not allowed with `client`.
+   */
+  hosts?: string | string[];
+  /** etcd user name and password (etcd "simple" auth). Never logged. */
+  auth?: { username: string; password: string };
+  /** TLS: CA certificate, and client certificate chain + private key for mutual TLS. Never logged. */
+  credentials?: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer };
+  /**
+   * An existing etcd3 client to use instead of creating one. The module never
+   * closes a client it did not create.
+   */
+  client?: Etcd3;
+  /** Prefix of every key this module writes, e.g. `'myapp/'`. Default `''`. */
+  namespace?: string;
+  /** TTL of the session lease in seconds (integer, 2..3600). Default 10. */
+  sessionTtl?: number;
+  /** This instance's name, stored as the value of its lock and candidate keys. Default `<hostname>:<pid>`. */
+  identity?: string;
+  /** How long bootstrap waits for etcd before failing, in ms. Default 5000. */
+  connectTimeout?: number;
+  /** Deadline of each etcd request, in ms. Default 5000. */
+  requestTimeout?: number;
+  /**
+   * Name of the default election, campaigned at bootstrap and used by
+   * `@LeaderOnly()` and `leader$`. `false` turns the default election off. Default `'leader'`.
+   */
+  election?: string | false;
+  /** Make the module global (default true). */
+  isGlobal?: boolean;
+}
+
+/** Factory-based configuration for {@link CoordinationModule.forRootAsync}. */
+export interface CoordinationOptionsFactory {
+  createCoordinationOptions(): CoordinationModuleOptions | Promise<CoordinationModuleOptions>;
+}
+
+/** Options of {@link CoordinationModule.forRootAsync}: exactly one of useFactory, useClass, useExisting. */
+export interface CoordinationModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  inject?: Array<InjectionToken | OptionalFactoryDependency>;
+  useFactory?: (...args: any[]) => CoordinationModuleOptions | Promise<CoordinationModuleOptions>;
+  useClass?: Type<CoordinationOptionsFactory>;
+  useExisting?: Type<CoordinationOptionsFactory>;
+  /** Make the module global (default true). */
+  isGlobal?: boolean;
+}
+
+/** Options after validation and defaults (internal). */
+export interface ResolvedCoordinationOptions {
+  hosts: string[];
+  auth?: { username: string; password: string };
+  credentials?: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer };
+  client?: Etcd3;
+  namespace: string;
+  sessionTtl: number;
+  identity: string;
+  connectTimeout: number;
+  requestTimeout: number;
+  election: string | false;
+}
+
+const KNOWN_OPTIONS = new Set([
+  'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
+  'connectTimeout', 'requestTimeout', 'election', 'isGlobal',
+]);
+
+function fail(option: string, problem: string): never {
+  throw new InvalidOptionsError(option, Messages.invalidOption(option, problem));
+}
+
+function hasControlChars(value: string): boolean {
+  return /[\u0000-\u001f\u007f]/.test(value);
+}
+
+function validateHost(host: unknown, index: number): string {
+  const option = `hosts[${index}]`;
+  if (typeof host !== 'string' || host.trim() === '') fail(option, 'must be a non-empty string like "127.0.0.1:2379"');
+  const trimmed = host.trim();
+  const withoutScheme = trimmed.replace(/^https?:\/\//, '');
+  if (hasControlChars(trimmed) || /[\s/@]/.test(withoutScheme.replace(/\/$/, ''))) {
+    fail(option, `${JSON.stringify(trimmed)} is not of the form host:port or http(s)://host:port`);
+  }
+  const match = /^(\[[^\]]+\]|[^:]+):(\d+)\/?$/.exec(withoutScheme);
+  if (!match) fail(option, `${JSON.stringify(trimmed)} has no port (expected host:port, e.g. 127.0.0.1:2379)`);
+  const port = Number(match[2]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(option, `port ${match[2]} is out of range 1..65535`);
+  return trimmed;
+}
+
+function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(option, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function isEtcdClient(value: unknown): value is Etcd3 {
+  return typeof value === 'object' && value !== null &&
+    typeof (value as Etcd3).kv === 'object' && typeof (value as Etcd3).leaseClient === 'object' &&
+    typeof (value as Etcd3).watch === 'function';
+}
+
+/**
+ * Validates options and applies defaults. Throws {@link InvalidOptionsError}
+ * naming the first wrong option; never echoes secrets.
+ */
+export function resolveCoordinationOptions(
+  input: CoordinationModuleOptions | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedCoordinationOptions {
+  if (input === undefined || input === null) input = {};
+  if (typeof input !== 'object' || Array.isArray(input)) fail('options', 'must be an object');
+  for (const key of Object.keys(input)) {
+    if (!KNOWN_OPTIONS.has(key)) fail(key, `unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+  }
+
+  let hosts: string[] = [];
+  if (input.client !== undefined) {
+    if (!isEtcdClient(input.client)) fail('client', 'must be an Etcd3 instance from the etcd3 package');
+    for (const conflicting of ['hosts', 'auth', 'credentials'] as const) {
+      if (input[conflicting] !== undefined) fail(conflicting, 'cannot be combined with "client" (configure the client instead)');
+    }
+    hosts = ['(user-provided client)'];
+  } else if (input.hosts !== undefined) {
+    const list = Array.isArray(input.hosts) ? input.hosts : typeof input.hosts === 'string' ? input.hosts.split(',') : fail('hosts', 'must be a string or an array of strings');
+    if (list.length === 0) fail('hosts', 'must name at least one etcd endpoint');
+    hosts = list.map(validateHost);
+  } else {
+    const fromEnv = env.ETCD_HOSTS?.trim();
+    hosts = fromEnv ? fromEnv.split(',').map((h, i) => {
+      try { return validateHost(h, i); } catch (e) { fail('ETCD_HOSTS', `environment variable: ${(e as Error).message.replace(/^.*?: /, '')}`); }
+    }) : [DEFAULT_HOST];
+  }
+
+  if (input.auth !== undefined) {
+    const auth = input.auth as { username?: unknown; password?: unknown };
+    if (typeof auth !== 'object' || auth === null) fail('auth', 'must be { username, password }');
+    if (typeof auth.username !== 'string' || auth.username === '') fail('auth.username', 'must be a non-empty string');
+    // Never include the password value in the message.
+    if (typeof auth.password !== 'string' || auth.password === '') fail('auth.password', 'must be a non-empty string');
+  }
+  if (input.credentials !== undefined) {
+    const c = input.credentials as { rootCertificate?: unknown; privateKey?: unknown; certChain?: unknown };
+    if (typeof c !== 'object' || c === null) fail('credentials', 'must be { rootCertificate, privateKey?, certChain? }');
+    if (!Buffer.isBuffer(c.rootCertificate)) fail('credentials.rootCertificate', 'must be a Buffer holding the PEM CA certificate');
+    if (c.privateKey !== undefined && !Buffer.isBuffer(c.privateKey)) fail('credentials.privateKey', 'must be a Buffer (PEM)');
+    if (c.certChain !== undefined && !Buffer.isBuffer(c.certChain)) fail('credentials.certChain', 'must be a Buffer (PEM)');
+    if ((c.privateKey === undefined) !== (c.certChain === undefined)) {
+      fail('credentials', 'privateKey and certChain must be given together (mutual TLS)');
+    }
+  }
+
+  const namespace = input.namespace ?? '';
+  if (typeof namespace !== 'string') fail('namespace', 'must be a string');
+  if (hasControlChars(namespace)) fail('namespace', 'must not contain control characters');
+  if (namespace.length > 200) fail('namespace', 'must be at most 200 characters');
+
+  const identity = input.identity ?? `${hostname()}:${process.pid}`;
+  if (typeof identity !== 'string' || identity === '') fail('identity', 'must be a non-empty string');
+  if (hasControlChars(identity) || identity.length > 256) fail('identity', 'must be at most 256 characters without control characters');
+
+  let election: string | false = DEFAULT_ELECTION;
+  if (input.election !== undefined) {
+    if (input.election === false) election = false;
+    else if (typeof input.election === 'string') {
+      validateName('election', input.election, (problem) => fail('election', problem));
+      election = input.election;
+    } else fail('election', 'must be a name or false');
+  }
+  if (input.isGlobal !== undefined && typeof input.isGlobal !== 'boolean') fail('isGlobal', 'must be a boolean');
+
+  return {
+    hosts,
+    auth: input.auth,
+    credentials: input.credentials,
+    client: input.client,
+    namespace,
+    sessionTtl: integerIn('sessionTtl', input.sessionTtl, 2, 3600, DEFAULT_SESSION_TTL_SECONDS),
+    identity,
+    connectTimeout: integerIn('connectTimeout', input.connectTimeout, 100, 600_000, DEFAULT_CONNECT_TIMEOUT_MS),
+    requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
+    election,
+  };
+}

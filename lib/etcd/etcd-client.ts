@@ -1,0 +1,51 @@
+import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } from 'cockatiel';
+import type { ResolvedCoordinationOptions } from '../coordination.options.js';
+
+/**
+ * Owns the etcd client of the module: either one we created (and must close)
+ * or one the user passed in (which we must never close).
+ */
+export class EtcdClientHolder {
+  private closed = false;
+  constructor(
+    readonly client: Etcd3,
+    readonly owned: boolean,
+    readonly hosts: readonly string[],
+    readonly username: string | undefined,
+  ) {}
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.owned) this.client.close();
+  }
+}
+
+function stripScheme(host: string): string {
+  return host.replace(/^https?:\/\//, '').replace(/\/$/, '');
+}
+
+/** Creates (or wraps) the client for the resolved options. */
+export function createEtcdClientHolder(options: ResolvedCoordinationOptions): EtcdClientHolder {
+  if (options.client) return new EtcdClientHolder(options.client, false, options.hosts, undefined);
+  const hosts = options.hosts.map(stripScheme);
+  const clientOptions: IOptions = {
+    hosts,
+    // etcd3's default per-host circuit breaker blocks every call (keepalives
+    // included) for 5 s after three failures; with one host that only delays
+    // recovery. Our own loops retry, so we keep one quick retry for transient
+    // errors (all our transactions are idempotent) and break circuits only
+    // when there are other hosts to fail over to.
+    faultHandling: {
+      host: () =>
+        hosts.length > 1
+          ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) })
+          : noop,
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: 1 }),
+    },
+  };
+  if (options.auth) clientOptions.auth = { username: options.auth.username, password: options.auth.password };
+  if (options.credentials) clientOptions.credentials = options.credentials as IOptions['credentials'];
+  return new EtcdClientHolder(new Etcd3(clientOptions), true, options.hosts, options.auth?.username);
+}

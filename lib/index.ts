@@ -1,0 +1,14 @@
+export { CoordinationModule } from './coordination.module.js';
+export type {
+  CoordinationModuleOptions,
+  CoordinationModuleAsyncOptions,
+  CoordinationOptionsFactory,
+} from './coordination.options.js';
+export { COORDINATION_MODULE_OPTIONS } from './coordination.constants.js';
+export { SessionService, type SessionState } from './session/session.service.js';
+export { LockService, type WithLockOptions, type OnLocked, type LockHolder } from './lock/lock.service.js';
+export type { AcquireOptions } from './lock/queue-lock.engine.js';
+export type { LockHandle, LockMode } from './lock/lock-handle.js';
+export type { LeadershipContext } from './election/leadership.js';
+export { currentLock, currentLeadership } from './context/coordination.context.js';
+export * from './errors/coordination.errors.js';

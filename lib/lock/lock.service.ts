@@ -1,0 +1,153 @@
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
+import type { ResolvedCoordinationOptions } from '../coordination.options.js';
+import { EtcdOps } from '../etcd/etcd-ops.js';
+import { namePrefix, prefixRangeEnd, validateName } from '../etcd/keys.js';
+import { SessionService } from '../session/session.service.js';
+import { runWithLock } from '../context/coordination.context.js';
+import { InvalidUsageError, LockHeldError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
+import type { LockHandle } from './lock-handle.js';
+import { QueueLockEngine, type AcquireOptions, type QueueLockSpec } from './queue-lock.engine.js';
+
+/** What to do in `withLock` when the lock is held by someone else. */
+export type OnLocked = 'wait' | 'skip' | 'fail';
+
+/** Options of {@link LockService.withLock}. */
+export interface WithLockOptions extends AcquireOptions {
+  /** `wait` (default) queues; `skip` resolves `undefined` without running; `fail` rejects with LockHeldError. */
+  onLocked?: OnLocked;
+}
+
+/** Who holds a lock right now. */
+export interface LockHolder {
+  /** The holder's identity (its `identity` option); empty for holders that store no value, such as `etcdctl lock`. */
+  identity: string;
+  /** The holder's etcd key. */
+  key: string;
+  /** The holder's fencing token (its key's create revision). */
+  fencingToken: bigint;
+  /** The holder's session lease id. */
+  leaseId: bigint;
+}
+
+/**
+ * Distributed mutual exclusion in etcd's own mutex format: the key
+ * `<namespace><name>/<lease hex>`, FIFO by create revision, each waiter
+ * watching only its predecessor. `etcdctl lock <namespace><name>` and Go's
+ * `concurrency.Mutex` exclude and are excluded by these locks.
+ */
+@Injectable()
+export class LockService implements OnModuleDestroy {
+  private readonly engine: QueueLockEngine;
+
+  constructor(
+    private readonly sessions: SessionService,
+    private readonly ops: EtcdOps,
+    @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
+  ) {
+    this.engine = new QueueLockEngine(ops, sessions);
+  }
+
+  /** The engine shared with the read/write lock (internal). */
+  get queueEngine(): QueueLockEngine {
+    return this.engine;
+  }
+
+  private mutexSpec(name: string): QueueLockSpec {
+    validateName('lock', name);
+    const prefix = namePrefix(this.options.namespace, name);
+    return {
+      kind: 'lock',
+      mode: 'exclusive',
+      name,
+      contextKey: `mutex:${name}`,
+      localQueue: true,
+      key: (session) => Buffer.concat([prefix, Buffer.from(session.leaseHex)]),
+      blocking: { key: prefix, rangeEnd: prefixRangeEnd(prefix) },
+      value: Buffer.from(this.options.identity),
+    };
+  }
+
+  /**
+   * Waits for the lock in FIFO order. Rejects with LockTimeoutError or
+   * LockAbortedError (our waiter key removed), ShutdownError, or an etcd
+   * error. Inside a `withLock`/`@WithLock` of the same name it re-enters.
+   */
+  acquire(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return this.engine.acquire(this.mutexSpec(name), options);
+  }
+
+  /** The lock if nobody holds it right now, else `null` at once. */
+  tryAcquire(name: string): Promise<LockHandle | null> {
+    return this.engine.tryAcquire(this.mutexSpec(name));
+  }
+
+  /**
+   * Runs `fn` while holding the lock and always releases it. The handle (and
+   * {@link currentLock}) gives the fencing token and an AbortSignal that
+   * aborts if the lock is lost.
+   */
+  withLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options?: WithLockOptions & { onLocked?: 'wait' | 'fail' }): Promise<T>;
+  withLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions & { onLocked: 'skip' }): Promise<T | undefined>;
+  withLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options?: WithLockOptions): Promise<T | undefined>;
+  async withLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
+    const spec = this.mutexSpec(name);
+    return runHeld(this.engine, spec, fn, options);
+  }
+
+  /** Who holds the lock now, or `null`. */
+  async holder(name: string): Promise<LockHolder | null> {
+    const spec = this.mutexSpec(name);
+    const kv = await this.ops.oldest(spec.blocking, `read holder of lock "${name}"`);
+    if (!kv) return null;
+    return {
+      identity: kv.value.toString('utf8'),
+      key: kv.key.toString('utf8'),
+      fencingToken: BigInt(kv.create_revision),
+      leaseId: BigInt(kv.lease),
+    };
+  }
+
+  /** Locks (and read/write holds) held by this process right now. */
+  heldLocks() {
+    return this.engine.heldLocks();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.sessions.beginShutdown();
+    await this.engine.shutdown();
+  }
+}
+
+/** Acquire per `onLocked`, run `fn` in the lock's context, always release (shared with rw locks). */
+export async function runHeld<T>(
+  engine: QueueLockEngine,
+  spec: QueueLockSpec,
+  fn: (lock: LockHandle) => Promise<T> | T,
+  options: WithLockOptions,
+): Promise<T | undefined> {
+  if (typeof fn !== 'function') throw new InvalidUsageError('withLock needs a function to run under the lock');
+  const onLocked = options.onLocked ?? 'wait';
+  let handle: LockHandle | null;
+  switch (onLocked) {
+    case 'wait':
+      handle = await engine.acquire(spec, options);
+      break;
+    case 'skip':
+    case 'fail':
+      handle = await engine.tryAcquire(spec);
+      if (!handle) {
+        if (onLocked === 'skip') return undefined;
+        throw new LockHeldError(spec.name, Messages.lockHeld(spec.name));
+      }
+      break;
+    default:
+      throw new InvalidUsageError(`onLocked must be 'wait', 'skip' or 'fail', got ${JSON.stringify(onLocked)}`);
+  }
+  try {
+    return await runWithLock(spec.contextKey, handle, () => fn(handle!));
+  } finally {
+    await handle.release();
+  }
+}

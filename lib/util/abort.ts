@@ -1,0 +1,87 @@
+/** Why a composed operation signal aborted. */
+export type AbortCause = 'timeout' | 'caller' | 'other';
+
+export interface OperationSignal {
+  readonly signal: AbortSignal;
+  /** Which input aborted first (undefined while not aborted). */
+  cause(): AbortCause | undefined;
+  /** Removes listeners from the inputs and clears the timer. Always call it. */
+  dispose(): void;
+}
+
+const TIMEOUT_REASON = Symbol('timeout');
+
+/**
+ * One signal for an operation: the caller's signal, an optional timeout, and
+ * internal signals (session end, shutdown). Unlike AbortSignal.timeout/any it
+ * owns its timer and listeners and releases them in dispose(), so a finished
+ * operation leaves nothing behind.
+ */
+export function operationSignal(options: {
+  timeoutMs?: number;
+  caller?: AbortSignal;
+  others?: readonly AbortSignal[];
+}): OperationSignal {
+  const controller = new AbortController();
+  let cause: AbortCause | undefined;
+  const cleanups: Array<() => void> = [];
+  const abort = (which: AbortCause, reason: unknown) => {
+    if (controller.signal.aborted) return;
+    cause = which;
+    controller.abort(reason);
+  };
+  const follow = (input: AbortSignal, which: AbortCause) => {
+    if (input.aborted) return abort(which, input.reason);
+    const listener = () => abort(which, input.reason);
+    input.addEventListener('abort', listener, { once: true });
+    cleanups.push(() => input.removeEventListener('abort', listener));
+  };
+  if (options.caller) follow(options.caller, 'caller');
+  for (const other of options.others ?? []) follow(other, 'other');
+  if (options.timeoutMs !== undefined && !controller.signal.aborted) {
+    const timer = setTimeout(() => abort('timeout', TIMEOUT_REASON), options.timeoutMs);
+    cleanups.push(() => clearTimeout(timer));
+  }
+  return {
+    signal: controller.signal,
+    cause: () => cause,
+    dispose: () => {
+      for (const cleanup of cleanups.splice(0)) cleanup();
+    },
+  };
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Exponential backoff with full jitter, capped. */
+export function backoffDelay(attempt: number, baseMs = 100, capMs = 5_000): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 16));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/** Settles like `promise`, or rejects with the signal's reason if it aborts first. */
+export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e) => { signal.removeEventListener('abort', onAbort); reject(e); },
+    );
+  });
+}
