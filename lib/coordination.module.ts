@@ -15,10 +15,11 @@ import { createEtcdClientHolder, type EtcdClientHolder } from './etcd/etcd-clien
 import { EtcdOps } from './etcd/etcd-ops.js';
 import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
+import { ElectionService } from './election/election.service.js';
 import { InvalidOptionsError } from './errors/coordination.errors.js';
 import { Messages } from './coordination.messages.js';
 
-const SERVICES = [SessionService, LockService];
+const SERVICES = [SessionService, LockService, ElectionService];
 
 function coreProviders(): Provider[] {
   return [

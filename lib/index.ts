@@ -9,6 +9,7 @@ export { SessionService, type SessionState } from './session/session.service.js'
 export { LockService, type WithLockOptions, type OnLocked, type LockHolder } from './lock/lock.service.js';
 export type { AcquireOptions } from './lock/queue-lock.engine.js';
 export type { LockHandle, LockMode } from './lock/lock-handle.js';
-export type { LeadershipContext } from './election/leadership.js';
+export { ElectionService, type CampaignOptions, type ResignOptions } from './election/election.service.js';
+export type { LeadershipContext, LeaderInfo, LeaderState } from './election/leadership.js';
 export { currentLock, currentLeadership } from './context/coordination.context.js';
 export * from './errors/coordination.errors.js';
