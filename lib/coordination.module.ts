@@ -1,4 +1,6 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { CoordinationExplorer } from './decorators/coordination.explorer.js';
 import {
   COORDINATION_MODULE_OPTIONS,
   ETCD_CLIENT_HOLDER,
@@ -39,6 +41,7 @@ function coreProviders(): Provider[] {
       inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS],
     },
     ...SERVICES,
+    CoordinationExplorer,
   ];
 }
 
@@ -54,6 +57,7 @@ export class CoordinationModule {
     return {
       module: CoordinationModule,
       global: options?.isGlobal !== false,
+      imports: [DiscoveryModule],
       providers: [{ provide: COORDINATION_MODULE_OPTIONS, useValue: options }, ...coreProviders()],
       exports: SERVICES,
     };
@@ -83,7 +87,7 @@ export class CoordinationModule {
     return {
       module: CoordinationModule,
       global: options.isGlobal !== false,
-      imports: options.imports ?? [],
+      imports: [DiscoveryModule, ...(options.imports ?? [])],
       providers: [...providers, ...coreProviders()],
       exports: SERVICES,
     };

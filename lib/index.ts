@@ -13,3 +13,5 @@ export { ElectionService, type CampaignOptions, type ResignOptions } from './ele
 export type { LeadershipContext, LeaderInfo, LeaderState } from './election/leadership.js';
 export { currentLock, currentLeadership } from './context/coordination.context.js';
 export * from './errors/coordination.errors.js';
+export { WithLock, type WithLockDecoratorOptions } from './decorators/with-lock.decorator.js';
+export { LeaderOnly } from './decorators/leader-only.decorator.js';

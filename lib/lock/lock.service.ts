@@ -70,6 +70,67 @@ export class LockService implements OnModuleDestroy {
   }
 
   /**
+   * Read/write lock in the key layout of etcd's Go `recipes.RWMutex`:
+   * `<name>/read/<unique>` and `<name>/write/<unique>` on the session lease.
+   * Order is FIFO by arrival: a reader waits only for earlier writers, a
+   * writer for every earlier holder, and a reader that arrives after a
+   * waiting writer queues behind it, so writers are never starved.
+   */
+  private rwSpec(name: string, mode: 'read' | 'write'): QueueLockSpec {
+    validateName('read/write lock', name);
+    const base = `${this.options.namespace}${name}/`;
+    const mine = Buffer.from(`${base}${mode}/`);
+    const blockingPrefix = Buffer.from(mode === 'read' ? `${base}write/` : base);
+    const readKey = `rwread:${name}`;
+    const writeKey = `rwwrite:${name}`;
+    return {
+      kind: mode === 'read' ? 'read lock' : 'write lock',
+      mode,
+      name,
+      contextKey: mode === 'read' ? readKey : writeKey,
+      // Each hold has its own key, so contenders in one process queue in etcd directly.
+      localQueue: false,
+      key: (session) => Buffer.concat([mine, Buffer.from(`${session.leaseHex}-${(this.uniqueSequence++).toString(36)}`)]),
+      blocking: { key: blockingPrefix, rangeEnd: prefixRangeEnd(blockingPrefix) },
+      value: Buffer.from(this.options.identity),
+      reentrantFrom: mode === 'read' ? [writeKey] : [],
+      conflictsWith: mode === 'write' ? [readKey] : [],
+    };
+  }
+
+  private uniqueSequence = 0;
+
+  /** Waits for the shared (read) side of the read/write lock `name`. */
+  readLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return this.engine.acquire(this.rwSpec(name, 'read'), options);
+  }
+
+  /** Waits for the exclusive (write) side of the read/write lock `name`. */
+  writeLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return this.engine.acquire(this.rwSpec(name, 'write'), options);
+  }
+
+  /** A read hold if no writer holds or waits before us right now, else `null`. */
+  tryReadLock(name: string): Promise<LockHandle | null> {
+    return this.engine.tryAcquire(this.rwSpec(name, 'read'));
+  }
+
+  /** A write hold if nobody holds or waits right now, else `null`. */
+  tryWriteLock(name: string): Promise<LockHandle | null> {
+    return this.engine.tryAcquire(this.rwSpec(name, 'write'));
+  }
+
+  /** Runs `fn` under a read hold (see {@link withLock} for `onLocked`). */
+  withReadLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
+    return runHeld(this.engine, this.rwSpec(name, 'read'), fn, options);
+  }
+
+  /** Runs `fn` under a write hold (see {@link withLock} for `onLocked`). */
+  withWriteLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
+    return runHeld(this.engine, this.rwSpec(name, 'write'), fn, options);
+  }
+
+  /**
    * Waits for the lock in FIFO order. Rejects with LockTimeoutError or
    * LockAbortedError (our waiter key removed), ShutdownError, or an etcd
    * error. Inside a `withLock`/`@WithLock` of the same name it re-enters.

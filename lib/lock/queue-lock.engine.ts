@@ -49,6 +49,8 @@ export interface QueueLockSpec {
   value: Buffer;
   /** Context keys that, if held by the caller, would deadlock this acquire (lock upgrade). */
   conflictsWith?: readonly string[];
+  /** Other context keys whose hold also satisfies this one (a write hold covers a read). */
+  reentrantFrom?: readonly string[];
 }
 
 /** The shared acquire/try/release machinery of the mutex and read/write locks (internal). */
@@ -128,8 +130,11 @@ export class QueueLockEngine {
         );
       }
     }
-    const outer = heldInContext(spec.contextKey);
-    return outer ? new ReentrantLockHandle(outer) : undefined;
+    for (const contextKey of [spec.contextKey, ...(spec.reentrantFrom ?? [])]) {
+      const outer = heldInContext(contextKey);
+      if (outer) return new ReentrantLockHandle(outer);
+    }
+    return undefined;
   }
 
   private beginOperation(spec: QueueLockSpec, options: AcquireOptions): OperationSignal {

@@ -1,0 +1,50 @@
+import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
+import { validateName } from '../etcd/keys.js';
+import { runWithLeadership } from '../context/coordination.context.js';
+import { describeTarget, isAsyncFunction, replaceMethod } from './method-wrapper.js';
+import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+
+/**
+ * Runs the method only while this instance leads `election` (the default
+ * election when omitted); otherwise returns `undefined` (a resolved Promise
+ * for async methods) without running it and logs at debug level. The check
+ * is local: no etcd round trip per call, and it turns false at the session
+ * deadline, before etcd could elect anyone else.
+ *
+ * Inside the method, {@link currentLeadership} gives the fencing token and an
+ * AbortSignal that aborts if leadership is lost during the run.
+ *
+ * For an election other than the default one, this instance must campaign
+ * for it (`ElectionService.campaign(name)`); otherwise the method never runs.
+ */
+export function LeaderOnly(election?: string) {
+  if (election !== undefined) validateName('election', election);
+  return <T extends (...args: any[]) => unknown>(
+    target: object,
+    propertyKey: string | symbol,
+    descriptor: TypedPropertyDescriptor<T>,
+  ): TypedPropertyDescriptor<T> => {
+    if (typeof descriptor?.value !== 'function') {
+      throw new InvalidUsageError(`@LeaderOnly can only decorate methods (${describeTarget(target, propertyKey)})`);
+    }
+    const where = describeTarget(target, propertyKey);
+    const isAsync = isAsyncFunction(descriptor.value);
+    markDecorated(target);
+    return replaceMethod(descriptor, (original) =>
+      function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
+        const runtime = resolveRuntime(this, 'LeaderOnly', where);
+        const name = election ?? runtime.elections.defaultElection;
+        if (name === undefined) {
+          throw new InvalidUsageError(`@LeaderOnly() on ${where}: ${Messages.electionDisabled()} The method was NOT run.`);
+        }
+        const leadership = runtime.elections.leadership(name);
+        if (!leadership) {
+          runtime.logger.debug(Messages.log.leaderOnlySkipped(where, name));
+          return isAsync ? Promise.resolve(undefined) : undefined;
+        }
+        return runWithLeadership(name, leadership, () => original.apply(this, args));
+      },
+    ) as TypedPropertyDescriptor<T>;
+  };
+}

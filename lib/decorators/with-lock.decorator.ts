@@ -1,0 +1,96 @@
+import type { OnLocked } from '../lock/lock.service.js';
+import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
+import { validateName } from '../etcd/keys.js';
+import { describeTarget, replaceMethod } from './method-wrapper.js';
+import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+
+/** Options of {@link WithLock}. */
+export interface WithLockDecoratorOptions {
+  /** When the lock is held elsewhere: `wait` (default), `skip` (resolve undefined without running) or `fail` (LockHeldError). */
+  onLocked?: OnLocked;
+  /** With `wait`: give up after this many ms with LockTimeoutError. */
+  timeout?: number;
+  /** `exclusive` (default) mutex, or the shared `read` / exclusive `write` side of a read/write lock. */
+  mode?: 'exclusive' | 'read' | 'write';
+  /** Bound the method's concurrency cluster-wide: at most `permits` runs at once (a counting semaphore). */
+  permits?: number;
+}
+
+type AsyncMethod<A extends unknown[]> = (...args: A) => Promise<unknown>;
+
+/**
+ * Runs the method while holding the distributed lock `name` (or the name
+ * computed from the call's arguments). The method must return a Promise: on
+ * a method that does not, this is a compile error.
+ *
+ * Inside the method, {@link currentLock} gives the fencing token and the
+ * AbortSignal; calling another `@WithLock` method with the same name
+ * re-enters instead of deadlocking.
+ *
+ * Fails closed: without an initialized CoordinationModule, or when etcd
+ * cannot be reached, the method is not run and the call rejects.
+ */
+export function WithLock<A extends unknown[] = any[]>(
+  name: string | ((...args: A) => string),
+  options: WithLockDecoratorOptions = {},
+) {
+  if (typeof name !== 'function') validateName('lock', name);
+  validateDecoratorOptions(options);
+  return <T extends AsyncMethod<A>>(
+    target: object,
+    propertyKey: string | symbol,
+    descriptor: TypedPropertyDescriptor<T>,
+  ): TypedPropertyDescriptor<T> => {
+    if (typeof descriptor?.value !== 'function') {
+      throw new InvalidUsageError(`@WithLock can only decorate methods (${describeTarget(target, propertyKey)})`);
+    }
+    const where = describeTarget(target, propertyKey);
+    markDecorated(target);
+    return replaceMethod(descriptor, (original) =>
+      async function withLockWrapper(this: unknown, ...args: unknown[]) {
+        const runtime = resolveRuntime(this, 'WithLock', where);
+        const lockName = typeof name === 'function' ? name(...(args as A)) : name;
+        const run = () => original.apply(this, args);
+        const acquireOptions = { onLocked: options.onLocked, timeout: options.timeout };
+        let ran = false;
+        const runOnce = () => {
+          ran = true;
+          return run();
+        };
+        let result: unknown;
+        if (options.permits !== undefined) {
+          if (!runtime.semaphores) throw new InvalidUsageError(`@WithLock({ permits }) on ${where}: semaphores are not available`);
+          result = await runtime.semaphores.withPermit(lockName, options.permits, runOnce, acquireOptions);
+        } else if (options.mode === 'read' || options.mode === 'write') {
+          const rw = options.mode === 'read' ? runtime.locks.withReadLock : runtime.locks.withWriteLock;
+          result = await rw.call(runtime.locks, lockName, runOnce, acquireOptions);
+        } else {
+          result = await runtime.locks.withLock(lockName, runOnce, acquireOptions);
+        }
+        if (!ran) runtime.logger.debug(Messages.log.withLockSkipped(where, lockName));
+        return result;
+      },
+    ) as TypedPropertyDescriptor<T>;
+  };
+}
+
+function validateDecoratorOptions(options: WithLockDecoratorOptions): void {
+  if (typeof options !== 'object' || options === null) throw new InvalidUsageError('@WithLock options must be an object');
+  const { onLocked, timeout, mode, permits } = options;
+  if (onLocked !== undefined && !['wait', 'skip', 'fail'].includes(onLocked)) {
+    throw new InvalidUsageError(`@WithLock: onLocked must be 'wait', 'skip' or 'fail', got ${JSON.stringify(onLocked)}`);
+  }
+  if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0)) {
+    throw new InvalidUsageError(`@WithLock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
+  }
+  if (mode !== undefined && !['exclusive', 'read', 'write'].includes(mode)) {
+    throw new InvalidUsageError(`@WithLock: mode must be 'exclusive', 'read' or 'write', got ${JSON.stringify(mode)}`);
+  }
+  if (permits !== undefined && (!Number.isInteger(permits) || permits < 1)) {
+    throw new InvalidUsageError(`@WithLock: permits must be an integer >= 1, got ${String(permits)}`);
+  }
+  if (permits !== undefined && mode !== undefined && mode !== 'exclusive') {
+    throw new InvalidUsageError('@WithLock: permits cannot be combined with a read/write mode');
+  }
+}
