@@ -32,6 +32,13 @@ export function createEtcdClientHolder(options: ResolvedCoordinationOptions): Et
   const hosts = options.hosts.map(stripScheme);
   const clientOptions: IOptions = {
     hosts,
+    // Without HTTP/2 pings a connection that went silent (partition, dead
+    // peer) is never noticed and every call on it hangs until its deadline.
+    // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+    grpcOptions: {
+      'grpc.keepalive_time_ms': 6_000,
+      'grpc.keepalive_timeout_ms': 3_000,
+    },
     // etcd3's default per-host circuit breaker blocks every call (keepalives
     // included) for 5 s after three failures; with one host that only delays
     // recovery. Our own loops retry, so we keep one quick retry for transient

@@ -51,6 +51,7 @@ export class HeldLock implements LockHandle {
     readonly fencingToken: bigint,
     private readonly session: EtcdSession,
     private readonly onRelease: () => Promise<void>,
+    private readonly onSessionLost: () => void = () => undefined,
   ) {
     if (session.signal.aborted) this.controller.abort(session.signal.reason);
     else session.signal.addEventListener('abort', this.onSessionEnd, { once: true });
@@ -58,6 +59,7 @@ export class HeldLock implements LockHandle {
 
   private readonly onSessionEnd = () => {
     this.controller.abort(this.session.signal.reason);
+    this.onSessionLost();
   };
 
   get signal(): AbortSignal {

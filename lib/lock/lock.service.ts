@@ -101,32 +101,32 @@ export class LockService implements OnModuleDestroy {
   private uniqueSequence = 0;
 
   /** Waits for the shared (read) side of the read/write lock `name`. */
-  readLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
+  async readLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
     return this.engine.acquire(this.rwSpec(name, 'read'), options);
   }
 
   /** Waits for the exclusive (write) side of the read/write lock `name`. */
-  writeLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
+  async writeLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
     return this.engine.acquire(this.rwSpec(name, 'write'), options);
   }
 
   /** A read hold if no writer holds or waits before us right now, else `null`. */
-  tryReadLock(name: string): Promise<LockHandle | null> {
+  async tryReadLock(name: string): Promise<LockHandle | null> {
     return this.engine.tryAcquire(this.rwSpec(name, 'read'));
   }
 
   /** A write hold if nobody holds or waits right now, else `null`. */
-  tryWriteLock(name: string): Promise<LockHandle | null> {
+  async tryWriteLock(name: string): Promise<LockHandle | null> {
     return this.engine.tryAcquire(this.rwSpec(name, 'write'));
   }
 
   /** Runs `fn` under a read hold (see {@link withLock} for `onLocked`). */
-  withReadLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
+  async withReadLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
     return runHeld(this.engine, this.rwSpec(name, 'read'), fn, options);
   }
 
   /** Runs `fn` under a write hold (see {@link withLock} for `onLocked`). */
-  withWriteLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
+  async withWriteLock<T>(name: string, fn: (lock: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T | undefined> {
     return runHeld(this.engine, this.rwSpec(name, 'write'), fn, options);
   }
 
@@ -135,12 +135,12 @@ export class LockService implements OnModuleDestroy {
    * LockAbortedError (our waiter key removed), ShutdownError, or an etcd
    * error. Inside a `withLock`/`@WithLock` of the same name it re-enters.
    */
-  acquire(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
+  async acquire(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
     return this.engine.acquire(this.mutexSpec(name), options);
   }
 
   /** The lock if nobody holds it right now, else `null` at once. */
-  tryAcquire(name: string): Promise<LockHandle | null> {
+  async tryAcquire(name: string): Promise<LockHandle | null> {
     return this.engine.tryAcquire(this.mutexSpec(name));
   }
 

@@ -210,6 +210,14 @@ export class QueueLockEngine {
   }
 
   private createHandle(spec: QueueLockSpec, session: EtcdSession, myKey: Buffer, myRevision: bigint): HeldLock {
+    let localFreed = !spec.localQueue;
+    // A lost hold frees its local slot at once, exactly as etcd frees the key for
+    // other processes: the next local contender queues on a new session.
+    const freeLocal = () => {
+      if (localFreed) return;
+      localFreed = true;
+      this.local.unlock(spec.contextKey);
+    };
     const handle: HeldLock = new HeldLock(
       spec.name,
       myKey.toString('utf8'),
@@ -221,8 +229,12 @@ export class QueueLockEngine {
           await this.removeKey(session, myKey, myRevision, `${spec.kind} "${spec.name}"`);
         } finally {
           this.held.delete(handle);
-          if (spec.localQueue) this.local.unlock(spec.contextKey);
+          freeLocal();
         }
+      },
+      () => {
+        this.held.delete(handle);
+        freeLocal();
       },
     );
     this.held.add(handle);
