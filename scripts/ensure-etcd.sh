@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Make sure the etcd server and etcdctl binaries the test harness needs are present.
+#
+# Resolution order (the same as test/harness/etcd.ts uses):
+#   1. $ETCD_BIN: the etcd binary itself, or a directory holding both etcd and etcdctl
+#   2. PATH
+#   3. /usr/bin
+# If nothing is found, ETCD_BIN is unset, we are root and apt-get exists (Debian/Ubuntu),
+# the Debian packages etcd-server + etcd-client are installed. Otherwise we fail and say
+# exactly what is missing and how to get it.
+#
+# Fast and silent-ish when already installed: prints only the resolved paths and versions.
+set -euo pipefail
+
+MIN_MAJOR=3
+MIN_MINOR=4
+APT_PACKAGES=(etcd-server etcd-client)
+
+say() { printf 'ensure-etcd: %s\n' "$*"; }
+die() { printf 'ensure-etcd: ERROR: %s\n' "$*" >&2; exit 1; }
+
+ETCD=""
+ETCDCTL=""
+
+# Fill ETCD/ETCDCTL from the rules above; leaves them empty when not found.
+resolve() {
+  ETCD=""
+  ETCDCTL=""
+  if [[ -n "${ETCD_BIN:-}" ]]; then
+    if [[ -d "$ETCD_BIN" ]]; then
+      ETCD="$ETCD_BIN/etcd"
+      ETCDCTL="$ETCD_BIN/etcdctl"
+    else
+      ETCD="$ETCD_BIN"
+      ETCDCTL="$(dirname -- "$ETCD_BIN")/etcdctl"
+    fi
+    [[ -x "$ETCD" ]] || ETCD=""
+    [[ -x "$ETCDCTL" ]] || ETCDCTL=""
+    return 0
+  fi
+  ETCD="$(command -v etcd || true)"
+  ETCDCTL="$(command -v etcdctl || true)"
+  if [[ -z "$ETCD" && -x /usr/bin/etcd ]]; then ETCD=/usr/bin/etcd; fi
+  if [[ -z "$ETCDCTL" && -x /usr/bin/etcdctl ]]; then ETCDCTL=/usr/bin/etcdctl; fi
+}
+
+missing_list() {
+  local m=()
+  [[ -n "$ETCD" ]] || m+=("etcd (server, Debian package etcd-server)")
+  [[ -n "$ETCDCTL" ]] || m+=("etcdctl (client, Debian package etcd-client)")
+  local out="${m[0]}"
+  [[ ${#m[@]} -lt 2 ]] || out+=", ${m[1]}"
+  printf '%s' "$out"
+}
+
+# apt-get update is slow, so only run it when apt does not know the packages yet.
+apt_knows_packages() {
+  local pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    # Capture first: with pipefail, grep -q closing the pipe early would fail the pipeline.
+    local policy
+    policy="$(apt-cache policy "$pkg" 2>/dev/null || true)"
+    grep -Eq 'Candidate: [^(]' <<<"$policy" || return 1
+  done
+}
+
+apt_install() {
+  local log
+  log="$(mktemp)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt_knows_packages; then
+    say "running apt-get update"
+    apt-get update -q >"$log" 2>&1 || { tail -n 20 "$log" >&2; rm -f "$log"; die "apt-get update failed"; }
+  fi
+  say "installing ${APT_PACKAGES[*]} with apt-get"
+  if ! apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >"$log" 2>&1; then
+    # A stale package index can point at files the mirror no longer has: refresh once and retry.
+    apt-get update -q >>"$log" 2>&1 || true
+    if ! apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >>"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      rm -f "$log"
+      die "apt-get install ${APT_PACKAGES[*]} failed (output above)"
+    fi
+  fi
+  rm -f "$log"
+}
+
+resolve
+if [[ -z "$ETCD" || -z "$ETCDCTL" ]]; then
+  missing="$(missing_list)"
+  if [[ -n "${ETCD_BIN:-}" ]]; then
+    die "ETCD_BIN=$ETCD_BIN does not provide: $missing. Point ETCD_BIN at the etcd binary or at a directory containing both etcd and etcdctl (v$MIN_MAJOR.$MIN_MINOR+), or unset it to use PATH / apt."
+  fi
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "missing: $missing"
+    apt_install
+    hash -r
+    resolve
+  fi
+  if [[ -z "$ETCD" || -z "$ETCDCTL" ]]; then
+    die "missing: $(missing_list).
+  Install on Debian/Ubuntu (as root):  apt-get update && apt-get install -y ${APT_PACKAGES[*]}
+  Or download an etcd v$MIN_MAJOR.$MIN_MINOR+ release (https://github.com/etcd-io/etcd/releases), unpack it and
+  set ETCD_BIN to the directory holding etcd and etcdctl (or put them on PATH)."
+  fi
+fi
+
+# The harness relies on etcd >= 3.4 flags (--log-level, --logger zap) and on the v3 API.
+version="$("$ETCD" --version 2>/dev/null | sed -n 's/^etcd Version: *//p' | head -n 1)"
+[[ -n "$version" ]] || die "$ETCD --version did not report a version; is it really etcd?"
+IFS=. read -r major minor _ <<<"$version"
+if (( major < MIN_MAJOR || (major == MIN_MAJOR && minor < MIN_MINOR) )); then
+  die "$ETCD is etcd $version; v$MIN_MAJOR.$MIN_MINOR or newer is required (set ETCD_BIN to a newer build)."
+fi
+ctl_version="$(ETCDCTL_API=3 "$ETCDCTL" version 2>/dev/null | sed -n 's/^etcdctl version: *//p' | head -n 1)"
+[[ -n "$ctl_version" ]] || die "$ETCDCTL version did not report a version; is it really etcdctl?"
+
+say "etcd $version at $ETCD; etcdctl $ctl_version at $ETCDCTL"

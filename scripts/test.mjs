@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// `npm test`: dependencies -> etcd binaries -> clean build -> node:test on build/test/**/*.test.js.
+//
+// Usage:
+//   npm test                                   all test files
+//   npm test -- lock election                  only files whose path contains "lock" or "election"
+//   npm test -- test/harness.test.ts           .ts / build/ paths are mapped to the compiled file
+//   npm test -- --test-name-pattern="renew"    passed through to node --test (also --test-only,
+//                                              and any other --test-*=value flag)
+//   npm test -- --no-build                     reuse the existing build/ (quick re-runs)
+// Env: TEST_CONCURRENCY (files in parallel, default 2), TEST_TIMEOUT (per test, ms, default 120000).
+//
+// The last line printed is always "N passed, N failed[, N skipped]" (leaf tests, see
+// scripts/count-reporter.mjs). Exit code is non-zero if anything failed or no test ran.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const buildTestDir = path.join(root, 'build', 'test');
+const DEFAULT_CONCURRENCY = 2; // the CI machine has 2 cores
+const DEFAULT_TIMEOUT_MS = 120_000;
+// node --test flags that take a separate value argument ("--flag value").
+const VALUE_FLAGS = new Set(['--test-name-pattern', '--test-timeout', '--test-concurrency']);
+
+class SetupError extends Error {}
+
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+    // Ctrl-C reaches the child through the terminal's process group; a plain `kill` of this
+    // script (CI cancelling the job) does not, so forward it.
+    const forward = (signal) => child.kill(signal);
+    process.on('SIGTERM', forward);
+    child.on('error', (err) => {
+      console.error(`test: cannot run ${cmd}: ${err.message}`);
+      resolve(127);
+    });
+    child.on('close', (code, signal) => {
+      process.off('SIGTERM', forward);
+      resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1));
+    });
+  });
+}
+
+function parseArgs(argv) {
+  const nodeFlags = [];
+  const filters = [];
+  let build = true;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--no-build') build = false;
+    else if (VALUE_FLAGS.has(arg)) {
+      if (i + 1 >= argv.length) throw new SetupError(`${arg} needs a value`);
+      nodeFlags.push(`${arg}=${argv[++i]}`);
+    } else if (arg.startsWith('--test-')) nodeFlags.push(arg);
+    else if (arg.startsWith('-')) throw new SetupError(`unknown option ${arg}`);
+    else filters.push(normalizeFilter(arg));
+  }
+  return { nodeFlags, filters, build };
+}
+
+/** Lets people pass the source path (test/foo.test.ts) or the compiled one. */
+function normalizeFilter(filter) {
+  return filter
+    .replace(/\\/g, '/')
+    .replace(/^\.\//, '')
+    .replace(/^build\//, '')
+    .replace(/\.ts$/, '.js');
+}
+
+function findTestFiles(dir) {
+  if (!existsSync(dir)) return [];
+  const found = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...findTestFiles(full));
+    else if (entry.isFile() && entry.name.endsWith('.test.js')) found.push(full);
+  }
+  return found.sort();
+}
+
+function selectFiles(filters) {
+  const all = findTestFiles(buildTestDir);
+  if (all.length === 0) throw new SetupError(`no *.test.js files under ${path.relative(root, buildTestDir)}`);
+  if (filters.length === 0) return all;
+  // Match against "test/..." so a filter can be written the way the source tree looks.
+  const rel = (f) => path.relative(path.join(root, 'build'), f).split(path.sep).join('/');
+  const selected = all.filter((f) => filters.some((flt) => rel(f).includes(flt)));
+  if (selected.length === 0) {
+    throw new SetupError(
+      `no test file matches ${filters.map((f) => JSON.stringify(f)).join(', ')}; available:\n  ${all.map(rel).join('\n  ')}`,
+    );
+  }
+  return selected;
+}
+
+function positiveInt(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new SetupError(`${name} must be a positive integer, got ${raw}`);
+  return n;
+}
+
+async function setup(build) {
+  if (!existsSync(path.join(root, 'node_modules', '.bin', 'tsc'))) {
+    const lock = existsSync(path.join(root, 'package-lock.json'));
+    console.log(`test: node_modules missing, running npm ${lock ? 'ci' : 'install'}`);
+    if ((await run('npm', [lock ? 'ci' : 'install'])) !== 0) throw new SetupError('npm install failed');
+  }
+  if ((await run('bash', [path.join('scripts', 'ensure-etcd.sh')])) !== 0) {
+    throw new SetupError('etcd is not available (see ensure-etcd output above)');
+  }
+  if (build && (await run(process.execPath, [path.join('scripts', 'build.mjs')])) !== 0) {
+    throw new SetupError('build failed (see tsc output above)');
+  }
+}
+
+async function runTests(files, nodeFlags) {
+  const concurrency = positiveInt('TEST_CONCURRENCY', DEFAULT_CONCURRENCY);
+  const timeout = positiveInt('TEST_TIMEOUT', DEFAULT_TIMEOUT_MS);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'nest-etcd-test-'));
+  const countFile = path.join(tmp, 'counts.txt');
+  try {
+    const args = [
+      '--test',
+      `--test-concurrency=${concurrency}`,
+      `--test-timeout=${timeout}`,
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      `--test-reporter=${path.join(root, 'scripts', 'count-reporter.mjs')}`,
+      `--test-reporter-destination=${countFile}`,
+      ...nodeFlags,
+      ...files.map((f) => path.relative(root, f)),
+    ];
+    // Stack traces should point at the .ts sources; NODE_OPTIONS reaches the per-file processes.
+    const nodeOptions = [process.env.NODE_OPTIONS, '--enable-source-maps'].filter(Boolean).join(' ');
+    const code = await run(process.execPath, args, { env: { ...process.env, NODE_OPTIONS: nodeOptions } });
+    const summary = existsSync(countFile) ? readFileSync(countFile, 'utf8').trim() : '';
+    return { code, summary };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const { nodeFlags, filters, build } = parseArgs(process.argv.slice(2));
+  await setup(build);
+  const files = selectFiles(filters);
+  const { code, summary } = await runTests(files, nodeFlags);
+  const match = /^(\d+) passed, (\d+) failed/.exec(summary);
+  if (!match) {
+    // The runner died before the reporter could finish: never report that as green.
+    console.log(`test: node --test exited with ${code} without a test summary`);
+    console.log('0 passed, 1 failed');
+    return 1;
+  }
+  const [passed, failed] = [Number(match[1]), Number(match[2])];
+  if (passed + failed === 0) console.log('test: no test ran');
+  else if (failed === 0 && code !== 0) console.log(`test: all tests passed but node --test exited with ${code}`);
+  console.log(summary);
+  return failed > 0 || passed + failed === 0 || code !== 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`test: ${err instanceof SetupError ? err.message : err.stack}`);
+    // Keep the contract that the last line is the summary, even when nothing could run.
+    console.log('0 passed, 0 failed');
+    process.exit(1);
+  },
+);
