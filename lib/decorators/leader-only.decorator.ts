@@ -33,15 +33,23 @@ export function LeaderOnly(election?: string) {
     markDecorated(target);
     return replaceMethod(descriptor, (original) =>
       function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
-        const runtime = resolveRuntime(this, 'LeaderOnly', where);
-        const name = election ?? runtime.elections.defaultElection;
-        if (name === undefined) {
-          throw new InvalidUsageError(`@LeaderOnly() on ${where}: ${Messages.electionDisabled()} The method was NOT run.`);
-        }
-        const leadership = runtime.elections.leadership(name);
-        if (!leadership) {
-          runtime.logger.debug(Messages.log.leaderOnlySkipped(where, name));
-          return isAsync ? Promise.resolve(undefined) : undefined;
+        let leadership;
+        let name: string | undefined;
+        try {
+          const runtime = resolveRuntime(this, 'LeaderOnly', where);
+          name = election ?? runtime.elections.defaultElection;
+          if (name === undefined) {
+            throw new InvalidUsageError(`@LeaderOnly() on ${where}: ${Messages.electionDisabled()} The method was NOT run.`);
+          }
+          leadership = runtime.elections.leadership(name);
+          if (!leadership) {
+            runtime.logger.debug(Messages.log.leaderOnlySkipped(where, name));
+            return isAsync ? Promise.resolve(undefined) : undefined;
+          }
+        } catch (err) {
+          // Fail closed the way the method would fail: async methods reject, sync ones throw.
+          if (isAsync) return Promise.reject(err);
+          throw err;
         }
         return runWithLeadership(name, leadership, () => original.apply(this, args));
       },

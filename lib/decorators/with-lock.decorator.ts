@@ -17,7 +17,8 @@ export interface WithLockDecoratorOptions {
   permits?: number;
 }
 
-type AsyncMethod<A extends unknown[]> = (...args: A) => Promise<unknown>;
+/** A method returning a Promise whose leading parameters are those of the key function. */
+type AsyncMethod<A extends unknown[]> = (...args: [...A, ...any[]]) => Promise<unknown>;
 
 /**
  * Runs the method while holding the distributed lock `name` (or the name
