@@ -418,8 +418,11 @@ export class ElectionService implements OnApplicationBootstrap, OnModuleDestroy 
   async onApplicationBootstrap(): Promise<void> {
     const name = this.defaultElection;
     if (name === undefined) return;
-    // Know the leader before the application starts serving, so leader$ replays a real state.
+    // Know the leader before the application starts serving, so leader$ replays a real state
+    // (bounded: if etcd stops answering right now, start anyway and learn it later).
     await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.options.connectTimeout);
+      timer.unref();
       let first = true;
       this.observeSubscription = this.observe(name).subscribe({
         next: (leader) => {
@@ -427,6 +430,7 @@ export class ElectionService implements OnApplicationBootstrap, OnModuleDestroy 
           this.publish();
           if (first) {
             first = false;
+            clearTimeout(timer);
             resolve();
           }
         },
