@@ -8,6 +8,8 @@
 # If nothing is found, ETCD_BIN is unset, we are root and apt-get exists (Debian/Ubuntu),
 # the Debian packages etcd-server + etcd-client are installed. Otherwise we fail and say
 # exactly what is missing and how to get it.
+# Also makes sure the openssl CLI exists (the harness's TLS option issues throwaway
+# certificates with it); without it only a warning, since only TLS tests need it.
 #
 # Fast and silent-ish when already installed: prints only the resolved paths and versions.
 set -euo pipefail
@@ -53,36 +55,41 @@ missing_list() {
   printf '%s' "$out"
 }
 
+can_apt() {
+  [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1
+}
+
 # apt-get update is slow, so only run it when apt does not know the packages yet.
 apt_knows_packages() {
-  local pkg
-  for pkg in "${APT_PACKAGES[@]}"; do
+  local pkg policy
+  for pkg in "$@"; do
     # Capture first: with pipefail, grep -q closing the pipe early would fail the pipeline.
-    local policy
     policy="$(apt-cache policy "$pkg" 2>/dev/null || true)"
     grep -Eq 'Candidate: [^(]' <<<"$policy" || return 1
   done
 }
 
+# apt_install PKG...: quiet unless it fails.
 apt_install() {
   local log
   log="$(mktemp)"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt_knows_packages; then
+  if ! apt_knows_packages "$@"; then
     say "running apt-get update"
     apt-get update -q >"$log" 2>&1 || { tail -n 20 "$log" >&2; rm -f "$log"; die "apt-get update failed"; }
   fi
-  say "installing ${APT_PACKAGES[*]} with apt-get"
-  if ! apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >"$log" 2>&1; then
+  say "installing $* with apt-get"
+  if ! apt-get install -y -q --no-install-recommends "$@" >"$log" 2>&1; then
     # A stale package index can point at files the mirror no longer has: refresh once and retry.
     apt-get update -q >>"$log" 2>&1 || true
-    if ! apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}" >>"$log" 2>&1; then
+    if ! apt-get install -y -q --no-install-recommends "$@" >>"$log" 2>&1; then
       tail -n 30 "$log" >&2
       rm -f "$log"
-      die "apt-get install ${APT_PACKAGES[*]} failed (output above)"
+      die "apt-get install $* failed (output above)"
     fi
   fi
   rm -f "$log"
+  hash -r
 }
 
 resolve
@@ -91,10 +98,9 @@ if [[ -z "$ETCD" || -z "$ETCDCTL" ]]; then
   if [[ -n "${ETCD_BIN:-}" ]]; then
     die "ETCD_BIN=$ETCD_BIN does not provide: $missing. Point ETCD_BIN at the etcd binary or at a directory containing both etcd and etcdctl (v$MIN_MAJOR.$MIN_MINOR+), or unset it to use PATH / apt."
   fi
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  if can_apt; then
     say "missing: $missing"
-    apt_install
-    hash -r
+    apt_install "${APT_PACKAGES[@]}"
     resolve
   fi
   if [[ -z "$ETCD" || -z "$ETCDCTL" ]]; then
@@ -116,3 +122,11 @@ ctl_version="$(ETCDCTL_API=3 "$ETCDCTL" version 2>/dev/null | sed -n 's/^etcdctl
 [[ -n "$ctl_version" ]] || die "$ETCDCTL version did not report a version; is it really etcdctl?"
 
 say "etcd $version at $ETCD; etcdctl $ctl_version at $ETCDCTL"
+
+if ! command -v openssl >/dev/null 2>&1; then
+  if can_apt; then
+    apt_install openssl
+  else
+    printf 'ensure-etcd: WARNING: the openssl CLI is missing; tests that start etcd with TLS will fail. Install it with: apt-get install -y openssl\n' >&2
+  fi
+fi

@@ -10,6 +10,8 @@
 //   await cluster.member(index).kill();
 //
 //   describe('locks', () => { const etcd = etcdFixture(); it('...', () => etcd().endpoint) });
+//
+// HARNESS_VERBOSE=1 echoes etcd's stderr (warn level and above) and child output to stderr.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants as fsConstants, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
