@@ -1,0 +1,17 @@
+// The one place the sample app touches the library: its public entry point.
+// In an application of your own this line reads `from 'nest-etcd-coordination'`;
+// in this repository the package entry is lib/index.ts. Everything else in
+// sample-app/ imports from here, never from a file inside lib/.
+export {
+  CoordinationModule,
+  ElectionService,
+  LockService,
+  SessionService,
+  ShutdownError,
+  LeaderOnly,
+  WithLock,
+  currentLeadership,
+  currentLock,
+  type LeaderState,
+  type SessionState,
+} from '../lib/index.js';
