@@ -2,6 +2,7 @@ import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } fro
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
+import { semaphoreProvider } from '../lock/semaphore.js';
 import {
   bindClass,
   bindInstance,
@@ -27,7 +28,7 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     locks: LockService,
     elections: ElectionService,
   ) {
-    this.runtime = { locks, elections, logger: new Logger('Coordination') };
+    this.runtime = { locks, elections, semaphores: semaphoreProvider(locks), logger: new Logger('Coordination') };
   }
 
   onModuleInit(): void {

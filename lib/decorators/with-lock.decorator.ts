@@ -4,6 +4,7 @@ import { Messages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { describeTarget, replaceMethod } from './method-wrapper.js';
 import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+import { validatePermits } from '../lock/semaphore.js';
 
 /** Options of {@link WithLock}. */
 export interface WithLockDecoratorOptions {
@@ -13,7 +14,11 @@ export interface WithLockDecoratorOptions {
   timeout?: number;
   /** `exclusive` (default) mutex, or the shared `read` / exclusive `write` side of a read/write lock. */
   mode?: 'exclusive' | 'read' | 'write';
-  /** Bound the method's concurrency cluster-wide: at most `permits` runs at once (a counting semaphore). */
+  /**
+   * Bound the method's concurrency cluster-wide: at most `permits` (1 to 10000)
+   * runs at once, FIFO (a counting semaphore named `name`, see
+   * {@link LockService.semaphore}). Every caller of the name must use the same number.
+   */
   permits?: number;
 }
 
@@ -88,9 +93,7 @@ function validateDecoratorOptions(options: WithLockDecoratorOptions): void {
   if (mode !== undefined && !['exclusive', 'read', 'write'].includes(mode)) {
     throw new InvalidUsageError(`@WithLock: mode must be 'exclusive', 'read' or 'write', got ${JSON.stringify(mode)}`);
   }
-  if (permits !== undefined && (!Number.isInteger(permits) || permits < 1)) {
-    throw new InvalidUsageError(`@WithLock: permits must be an integer >= 1, got ${String(permits)}`);
-  }
+  if (permits !== undefined) validatePermits(permits, '@WithLock');
   if (permits !== undefined && mode !== undefined && mode !== 'exclusive') {
     throw new InvalidUsageError('@WithLock: permits cannot be combined with a read/write mode');
   }

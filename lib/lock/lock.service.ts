@@ -9,6 +9,7 @@ import { InvalidUsageError, LockHeldError } from '../errors/coordination.errors.
 import { Messages } from '../coordination.messages.js';
 import type { LockHandle } from './lock-handle.js';
 import { QueueLockEngine, type AcquireOptions, type QueueLockSpec } from './queue-lock.engine.js';
+import { createSemaphore, type Semaphore } from './semaphore.js';
 
 /** What to do in `withLock` when the lock is held by someone else. */
 export type OnLocked = 'wait' | 'skip' | 'fail';
@@ -100,6 +101,29 @@ export class LockService implements OnModuleDestroy {
 
   private uniqueSequence = 0;
 
+  /**
+   * The cluster-wide counting semaphore `name`: at most `permits` holders at
+   * once across every process, FIFO, with the same handles and errors as the
+   * mutex (handle mode `'permit'`). Keys: `<namespace><name>/<lease hex>-<n>`,
+   * one per hold, on the session lease (a crashed holder's permit comes back
+   * after the session TTL). Every caller of one name must pass the same
+   * `permits` (1 to 10000): etcd does not store it, and a mismatch is not
+   * detected. Cheap to call: the object holds no state.
+   */
+  semaphore(name: string, permits: number): Semaphore {
+    return createSemaphore(
+      {
+        engine: this.engine,
+        ops: this.ops,
+        namespace: this.options.namespace,
+        identity: this.options.identity,
+        nextUnique: () => (this.uniqueSequence++).toString(36),
+      },
+      name,
+      permits,
+    );
+  }
+
   /** Waits for the shared (read) side of the read/write lock `name`. */
   async readLock(name: string, options: AcquireOptions = {}): Promise<LockHandle> {
     return this.engine.acquire(this.rwSpec(name, 'read'), options);
@@ -170,7 +194,7 @@ export class LockService implements OnModuleDestroy {
     };
   }
 
-  /** Locks (and read/write holds) held by this process right now. */
+  /** Locks, read/write holds and semaphore permits held by this process right now. */
   heldLocks() {
     return this.engine.heldLocks();
   }

@@ -51,6 +51,29 @@ export interface QueueLockSpec {
   conflictsWith?: readonly string[];
   /** Other context keys whose hold also satisfies this one (a write hold covers a read). */
   reentrantFrom?: readonly string[];
+  /**
+   * A custom turn discipline (the semaphore's). Without it, we own the key
+   * when no older key of `blocking` remains (mutex, read/write lock).
+   */
+  turn?: TurnDiscipline;
+}
+
+/** Our key after a claim, as a {@link TurnDiscipline} sees it (internal). */
+export interface ClaimedKey {
+  myKey: Buffer;
+  myRevision: bigint;
+  leaseId: bigint;
+  value: Buffer;
+  /** Whatever the discipline's claim learned, handed to its wait (saves a round trip). */
+  state: unknown;
+}
+
+/** How a queue lock other than "no older key" decides whose turn it is (internal). */
+export interface TurnDiscipline {
+  /** Creates our key unless it exists (idempotent under retry) and tells whether it holds at once. */
+  claim(myKey: Buffer, value: Buffer, leaseId: bigint, what: string): Promise<{ myRevision: bigint; holds: boolean; state: unknown }>;
+  /** After a claim that did not hold: resolves once it does; throws OwnKeyGoneError if our key vanished, `signal.reason` on abort. */
+  wait(claimed: ClaimedKey, signal: AbortSignal, what: string): Promise<void>;
 }
 
 /** The shared acquire/try/release machinery of the mutex and read/write locks (internal). */
@@ -123,16 +146,18 @@ export class QueueLockEngine {
   }
 
   private reenter(spec: QueueLockSpec): LockHandle | undefined {
+    // A hold that covers this one wins over a conflict: in write -> read -> write the
+    // inner read shares the write hold, so the innermost write re-enters it too.
+    for (const contextKey of [spec.contextKey, ...(spec.reentrantFrom ?? [])]) {
+      const outer = heldInContext(contextKey);
+      if (outer) return new ReentrantLockHandle(outer);
+    }
     for (const conflicting of spec.conflictsWith ?? []) {
       if (heldInContext(conflicting)) {
         throw new InvalidUsageError(
           `Cannot take ${spec.kind} "${spec.name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,
         );
       }
-    }
-    for (const contextKey of [spec.contextKey, ...(spec.reentrantFrom ?? [])]) {
-      const outer = heldInContext(contextKey);
-      if (outer) return new ReentrantLockHandle(outer);
     }
     return undefined;
   }
@@ -166,6 +191,21 @@ export class QueueLockEngine {
       const pending = this.pendingRemovals.get(keyString);
       if (pending) await raceSignal(pending, op.signal);
       claimAttempted = true;
+      if (spec.turn) {
+        const claimed = await spec.turn.claim(myKey, spec.value, session.leaseId, `acquire ${what}`);
+        myRevision = claimed.myRevision;
+        if (!claimed.holds) {
+          if (tryOnly) {
+            await this.removeKey(session, myKey, myRevision, what);
+            return null;
+          }
+          const { state } = claimed;
+          await spec.turn.wait({ myKey, myRevision, leaseId: session.leaseId, value: spec.value, state }, op.signal, `acquire ${what}`);
+        }
+        if (op.signal.aborted) throw op.signal.reason;
+        session.throwIfEnded();
+        return this.createHandle(spec, session, myKey, myRevision);
+      }
       const claim = await this.ops.claim(myKey, spec.value, session.leaseId, spec.blocking, `acquire ${what}`);
       myRevision = claim.myRevision;
       if (tryOnly) {
