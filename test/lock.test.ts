@@ -180,6 +180,19 @@ describe('LockService (real etcd)', () => {
     }
   });
 
+  it('re-entry is per application: another app in the same process does not share the hold', async () => {
+    const ns = uniqueNamespace('scope');
+    const a = await lockApp(ns, 'a');
+    const b = await lockApp(ns, 'b');
+    await a.locks.withLock('x', async (outer) => {
+      const again = await a.locks.acquire('x', { timeout: 1_000 });
+      assert.equal(again.fencingToken, outer.fencingToken, 'same app re-enters');
+      await again.release();
+      assert.ok(outer.isHeld(), 'releasing the re-entered handle keeps the outer hold');
+      await assert.rejects(b.locks.acquire('x', { timeout: 300 }), LockTimeoutError);
+    });
+  });
+
   it('holder() names the current holder; release is idempotent and never deletes a newer holder', async () => {
     const ns = uniqueNamespace('holder');
     const a = await lockApp(ns, 'alice');

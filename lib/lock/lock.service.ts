@@ -231,7 +231,7 @@ export async function runHeld<T>(
       throw new InvalidUsageError(`onLocked must be 'wait', 'skip' or 'fail', got ${JSON.stringify(onLocked)}`);
   }
   try {
-    return await runWithLock(spec.contextKey, handle, () => fn(handle!));
+    return await runWithLock(engine.scoped(spec.contextKey), handle, () => fn(handle!));
   } finally {
     await handle.release();
   }

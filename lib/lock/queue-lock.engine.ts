@@ -76,8 +76,15 @@ export interface TurnDiscipline {
   wait(claimed: ClaimedKey, signal: AbortSignal, what: string): Promise<void>;
 }
 
+let engineCount = 0;
+
 /** The shared acquire/try/release machinery of the mutex and read/write locks (internal). */
 export class QueueLockEngine {
+  /**
+   * Holds in the async context are keyed per engine (one per application), so
+   * two applications in one process never mistake each other's holds for re-entry.
+   */
+  private readonly scope = ++engineCount;
   private readonly logger = new Logger('Coordination');
   private readonly local = new LocalMutexMap();
   private readonly held = new Set<HeldLock>();
@@ -149,17 +156,22 @@ export class QueueLockEngine {
     // A hold that covers this one wins over a conflict: in write -> read -> write the
     // inner read shares the write hold, so the innermost write re-enters it too.
     for (const contextKey of [spec.contextKey, ...(spec.reentrantFrom ?? [])]) {
-      const outer = heldInContext(contextKey);
+      const outer = heldInContext(this.scoped(contextKey));
       if (outer) return new ReentrantLockHandle(outer);
     }
     for (const conflicting of spec.conflictsWith ?? []) {
-      if (heldInContext(conflicting)) {
+      if (heldInContext(this.scoped(conflicting))) {
         throw new InvalidUsageError(
           `Cannot take ${spec.kind} "${spec.name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,
         );
       }
     }
     return undefined;
+  }
+
+  /** The key under which a hold of `contextKey` is stored in the async context. */
+  scoped(contextKey: string): string {
+    return `${this.scope}:${contextKey}`;
   }
 
   private beginOperation(spec: QueueLockSpec, options: AcquireOptions): OperationSignal {

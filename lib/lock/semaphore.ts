@@ -147,7 +147,7 @@ class EtcdSemaphore implements Semaphore {
         throw new InvalidUsageError(`onLocked must be 'wait', 'skip' or 'fail', got ${JSON.stringify(onLocked)}`);
     }
     try {
-      return await runWithLock(spec.contextKey, handle, () => fn(handle!));
+      return await runWithLock(this.context.engine.scoped(spec.contextKey), handle, () => fn(handle!));
     } finally {
       await handle.release();
     }
