@@ -13,5 +13,4 @@ export {
   currentLeadership,
   currentLock,
   type LeaderState,
-  type SessionState,
 } from '../lib/index.js';

@@ -357,7 +357,8 @@ async function bootstrap(opts, buildDir) {
   if (opts.build) {
     const started = Date.now();
     const isDefault = path.resolve(buildDir) === path.join(root, 'build');
-    say(`demo: building into ${path.relative(root, buildDir) || buildDir}…`);
+    const shown = path.relative(root, buildDir);
+    say(`demo: building into ${shown && !shown.startsWith('..') ? shown : buildDir}…`);
     const code = isDefault
       ? await run(process.execPath, [path.join(root, 'scripts', 'build.mjs'), 'tsconfig.json'])
       : await run(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json', '--outDir', buildDir, '--pretty', 'false']);

@@ -80,7 +80,7 @@ describe('sample-app dashboard (headless Chromium)', () => {
     await page.waitForSelector(`tr[data-instance="${next.id}"][data-role="leader"]`, { timeout: 20_000 });
     // The handover list names both sides once the new leader's term is in etcd.
     await page.waitForFunction(
-      ([from, to]) => Array.from(document.querySelectorAll('#handovers li')).some((li) => li.textContent?.includes(`${from} stopped answering → ${to} leads`)),
+      ([from, to]) => Array.from(document.querySelectorAll('#handovers li')).some((li) => li.textContent?.includes(`${from} was lost → ${to} leads`)),
       [leader.id, next.id] as const,
       { timeout: 20_000 },
     );

@@ -38,7 +38,10 @@ const peers = new Map<string, Peer>([[location.origin, { url: location.origin }]
 const runs = new Map<string, JobRun>();
 const terms = new Map<string, LeadershipTerm>();
 const outages = new Map<string, Outage[]>();
-const lastLeaderEvent = new Map<string, boolean>();
+/** Per instance: the fencing token while it says it leads, null while it says it does not. */
+const lastLeaderEvent = new Map<string, string | null>();
+/** Keys of feed entries shown, so an event heard live and read from the history shows once. */
+const feedKeys = new Set<string>();
 /** The earliest moment anything on the page is about, so a young cluster fills the timeline. */
 let firstDataAt = Date.now();
 const feed: Array<{ at: number; html: string }> = [];
@@ -85,7 +88,11 @@ async function fetchJson<T>(url: string, timeoutMs: number): Promise<T> {
   return (await response.json()) as T;
 }
 
-function addFeed(at: number, html: string): void {
+function addFeed(at: number, html: string, key?: string): void {
+  if (key !== undefined) {
+    if (feedKeys.has(key)) return;
+    feedKeys.add(key);
+  }
   feed.push({ at, html });
   feed.sort((a, b) => a.at - b.at);
   if (feed.length > 60) feed.shift();
@@ -139,11 +146,17 @@ async function pollHistory(): Promise<void> {
   for (const peer of candidates) {
     try {
       const history = await fetchJson<ClusterHistory>(`${peer.url}/history?since=${historySince}`, HISTORY_TIMEOUT_MS);
-      for (const run of history.runs) mergeRun(run);
+      for (const run of history.runs) {
+        mergeRun(run);
+        if (run.outcome === 'refused') feedRefused(run);
+      }
+      // What happened before the page was opened (or while an instance's events were not heard).
       for (const term of history.terms) {
         const known = terms.get(term.fencingToken);
         if (!known || known.to === undefined) terms.set(term.fencingToken, term);
         firstDataAt = Math.min(firstDataAt, term.from);
+        feedBecameLeader(term.instance, term.fencingToken, term.from);
+        if (term.to !== undefined) feedSteppedDown(term.instance, term.fencingToken, term.to);
       }
       report = history.report;
       // Overlap the next window: a run that started earlier may have finished since.
@@ -176,14 +189,26 @@ function listen(peer: Peer): void {
   peer.events = source;
 }
 
+function feedBecameLeader(instance: string, token: string, at: number): void {
+  addFeed(at, `<b>${escapeHtml(instance)}</b> <span class="good">became leader</span> (token ${escapeHtml(token)})`, `lead:${token}`);
+}
+
+function feedSteppedDown(instance: string, token: string, at: number): void {
+  addFeed(at, `<b>${escapeHtml(instance)}</b> stopped leading (token ${escapeHtml(token)})`, `stop:${token}`);
+}
+
+function feedRefused(run: JobRun): void {
+  addFeed(run.endedAt ?? run.startedAt, `<b>${escapeHtml(run.instance)}</b> report write <span class="refused">refused</span>: ${escapeHtml(run.detail ?? '')}`, `refused:${run.id}`);
+}
+
 function onEvent(event: SampleEvent): void {
   const who = `<b>${escapeHtml(event.instance)}</b>`;
   switch (event.kind) {
     case 'leader': {
       const before = lastLeaderEvent.get(event.instance);
-      lastLeaderEvent.set(event.instance, event.isLeader);
-      if (event.isLeader && before !== true) addFeed(event.at, `${who} <span class="good">became leader</span> (token ${escapeHtml(event.fencingToken)})`);
-      if (!event.isLeader && before === true) addFeed(event.at, `${who} stopped leading`);
+      lastLeaderEvent.set(event.instance, event.isLeader ? event.fencingToken : null);
+      if (event.isLeader && event.fencingToken) feedBecameLeader(event.instance, event.fencingToken, event.at);
+      if (!event.isLeader && before) feedSteppedDown(event.instance, before, event.at);
       break;
     }
     case 'session':
@@ -192,7 +217,7 @@ function onEvent(event: SampleEvent): void {
     case 'run':
       mergeRun(event.run);
       if (event.run.outcome === 'refused') {
-        addFeed(event.at, `${who} report write <span class="refused">refused</span>: ${escapeHtml(event.run.detail ?? '')}`);
+        feedRefused(event.run);
       } else if (event.run.outcome === 'aborted') {
         addFeed(event.at, `${who} ${escapeHtml(event.run.job)} run stopped early: ${escapeHtml(event.run.detail ?? 'aborted')}`);
       }
@@ -236,28 +261,68 @@ function clusterLeader(): ClusterLeader | null {
   return { identity: best[0], fencingToken: best[1].token, silent: true };
 }
 
+function termsInOrder(): LeadershipTerm[] {
+  return [...terms.values()].sort((a, b) => (BigInt(a.fencingToken) < BigInt(b.fencingToken) ? -1 : 1));
+}
+
+/**
+ * When a term ended. An instance that steps down records the moment; one that dies cannot.
+ * For those the term is over once the instance stopped answering, restarted, or someone else
+ * began to lead (leadership is exclusive), and we show it ending at the last sign of life we
+ * know of: when it stopped answering, else its last job run under that term (`estimated`).
+ */
+function termEnd(term: LeadershipTerm, now: number): { at: number; estimated: boolean } {
+  if (term.to !== undefined) return { at: term.to, estimated: false };
+  const outage = outages.get(term.instance)?.find((o) => o.from >= term.from);
+  if (outage) return { at: outage.from, estimated: true };
+  const peer = [...peers.values()].find((p) => p.status?.instance === term.instance);
+  const restarted = peer?.status !== undefined && peer.status.startedAt > term.from;
+  const superseded = termsInOrder().some((t) => BigInt(t.fencingToken) > BigInt(term.fencingToken));
+  if (!restarted && !superseded) return { at: now, estimated: false }; // still leading
+  let last = term.from;
+  for (const run of runs.values()) {
+    if (run.instance === term.instance && run.fencingToken === term.fencingToken) last = Math.max(last, run.endedAt ?? run.startedAt);
+  }
+  return { at: last, estimated: true };
+}
+
+/**
+ * When a run ended. A run still "running" is drawn up to now only while its process answers;
+ * a process that died mid-run never records the end, so stop it where the process was last seen.
+ */
+function runEnd(run: JobRun, now: number): number {
+  if (run.endedAt !== undefined) return run.endedAt;
+  const peer = [...peers.values()].find((p) => p.status?.instance === run.instance);
+  const samePid = peer?.status !== undefined && run.id.startsWith(`${run.instance}:${peer.status.pid}#`);
+  if (peer && isUp(peer) && samePid) return now;
+  const outage = outages.get(run.instance)?.find((o) => o.to === undefined || o.to >= run.startedAt);
+  return Math.max(run.startedAt, outage?.from ?? run.startedAt);
+}
+
 interface Handover {
   from: string;
   to: string;
   at: number;
-  gap?: number;
-  how: 'stepped down' | 'stopped answering' | 're-elected';
+  gap: number;
+  /** The gap is measured from the last sign of life of a leader that died. */
+  estimated: boolean;
+  how: 'stepped down' | 'was lost' | 're-elected';
 }
 
-function handovers(): Handover[] {
-  const ordered = [...terms.values()].sort((a, b) => (BigInt(a.fencingToken) < BigInt(b.fencingToken) ? -1 : 1));
+function handovers(now: number): Handover[] {
+  const ordered = termsInOrder();
   const result: Handover[] = [];
   for (let i = 1; i < ordered.length; i++) {
     const previous = ordered[i - 1]!;
     const next = ordered[i]!;
-    // A term never closed was ended by the process dying: use when it stopped answering.
-    const end = previous.to ?? outages.get(previous.instance)?.find((o) => o.from >= previous.from)?.from;
+    const end = termEnd(previous, now);
     result.push({
       from: previous.instance,
       to: next.instance,
       at: next.from,
-      gap: end === undefined ? undefined : Math.max(0, next.from - end),
-      how: previous.instance === next.instance ? 're-elected' : previous.to !== undefined ? 'stepped down' : 'stopped answering',
+      gap: Math.max(0, next.from - end.at),
+      estimated: end.estimated,
+      how: previous.instance === next.instance ? 're-elected' : previous.to !== undefined ? 'stepped down' : 'was lost',
     });
   }
   return result;
@@ -364,7 +429,7 @@ function renderTimeline(now: number): void {
   parts.push('<g class="axis">');
   for (let t = Math.ceil(start / step) * step; t <= now; t += step) {
     parts.push(svg('line', { x1: x(t), x2: x(t), y1: top - 4, y2: height - 4, stroke: '#eef0f4' }));
-    parts.push(svg('text', { x: x(t), y: top - 10, 'text-anchor': 'middle' }, clock(t)));
+    if (x(t) < width - right - 28) parts.push(svg('text', { x: x(t), y: top - 10, 'text-anchor': 'middle' }, clock(t)));
   }
   parts.push('</g>');
   instances.forEach((instance, index) => {
@@ -379,7 +444,7 @@ function renderTimeline(now: number): void {
     }
     for (const term of terms.values()) {
       if (term.instance !== instance) continue;
-      const end = term.to ?? outages.get(instance)?.find((o) => o.from >= term.from)?.from ?? now;
+      const end = termEnd(term, now).at;
       if (end < start) continue;
       const w = Math.max(2, x(end) - x(term.from));
       parts.push(svg('rect', { x: x(term.from), y: y + 5, width: w, height: 13, fill: COLOR.leader, rx: 3 }));
@@ -388,7 +453,7 @@ function renderTimeline(now: number): void {
     }
     for (const run of runs.values()) {
       if (run.instance !== instance) continue;
-      const end = run.endedAt ?? now;
+      const end = runEnd(run, now);
       if (end < start) continue;
       // Rows inside the lane: leader bar, @Interval, @Cron, report.
       const row = { interval: 21, cron: 29, report: 37 }[run.job];
@@ -397,19 +462,17 @@ function renderTimeline(now: number): void {
       if (run.outcome === 'refused') parts.push(svg('text', { x: x(end) + 3, y: y + row + 6, fill: COLOR.bad, 'font-weight': 700, 'font-size': 11 }, '✕ refused'));
     }
   });
-  for (const handover of handovers()) {
+  for (const handover of handovers(now)) {
     if (handover.at < start || handover.how === 're-elected') continue;
     parts.push(svg('line', { x1: x(handover.at), x2: x(handover.at), y1: top - 2, y2: height - 4, stroke: '#1d2330', 'stroke-dasharray': '3 3' }));
-    if (handover.gap !== undefined) {
-      const nearRight = x(handover.at) > width - right - 110;
-      parts.push(svg('text', {
-        x: x(handover.at) + (nearRight ? -4 : 4),
-        y: height - 5,
-        'font-size': 11,
-        fill: '#1d2330',
-        'text-anchor': nearRight ? 'end' : 'start',
-      }, `handover ${handover.how === 'stopped answering' ? '≈' : ''}${seconds(handover.gap)}`));
-    }
+    const nearRight = x(handover.at) > width - right - 110;
+    parts.push(svg('text', {
+      x: x(handover.at) + (nearRight ? -4 : 4),
+      y: height - 5,
+      'font-size': 11,
+      fill: '#1d2330',
+      'text-anchor': nearRight ? 'end' : 'start',
+    }, `handover ${handover.estimated ? '≈' : ''}${seconds(handover.gap)}`));
   }
   element.setAttribute('viewBox', `0 0 ${width} ${height}`);
   element.setAttribute('height', String(height));
@@ -418,12 +481,12 @@ function renderTimeline(now: number): void {
 }
 
 function renderHandovers(): void {
-  const list = handovers().reverse().slice(0, 8);
+  const list = handovers(Date.now()).reverse().slice(0, 8);
   $('handovers').innerHTML = list.length
     ? list
         .map((h) => {
-          // A dead leader's end is only known to the poll interval: hence "≈".
-          const gap = h.gap === undefined ? '' : ` after <b>${h.how === 'stopped answering' ? '≈' : ''}${seconds(h.gap)}</b>`;
+          // A dead leader's end is only known roughly (see termEnd): hence "≈".
+          const gap = ` after <b>${h.estimated ? '≈' : ''}${seconds(h.gap)}</b>`;
           const what = h.how === 're-elected'
             ? `<b>${escapeHtml(h.to)}</b> re-elected (new session)`
             : `<b>${escapeHtml(h.from)}</b> ${h.how} → <b>${escapeHtml(h.to)}</b> leads${gap}`;

@@ -56,7 +56,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   ol li { padding: 5px 0; border-bottom: 1px dashed var(--line); }
   ol li:last-child { border-bottom: none; }
   #feed { max-height: 260px; overflow: auto; }
-  #feed li .t, #handovers li .t { color: var(--muted); margin-right: 8px; font-variant-numeric: tabular-nums; }
+  ol li .t { color: var(--muted); margin-right: 8px; font-variant-numeric: tabular-nums; }
   .refused { color: var(--bad); font-weight: 600; }
   .good { color: var(--ok); font-weight: 600; }
   @media (max-width: 1000px) { .top, .bottom { grid-template-columns: 1fr; } }
