@@ -7,7 +7,7 @@ export type {
 export { COORDINATION_MODULE_OPTIONS } from './coordination.constants.js';
 export { SessionService, type SessionState } from './session/session.service.js';
 export { LockService, type WithLockOptions, type OnLocked, type LockHolder } from './lock/lock.service.js';
-export type { AcquireOptions } from './lock/queue-lock.engine.js';
+export type { AcquireOptions, HeldLockInfo } from './lock/queue-lock.engine.js';
 export type { Semaphore, WithPermitOptions } from './lock/semaphore.js';
 export type { LockHandle, LockMode } from './lock/lock-handle.js';
 export { ElectionService, type CampaignOptions, type ResignOptions } from './election/election.service.js';

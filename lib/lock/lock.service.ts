@@ -8,7 +8,7 @@ import { runWithLock } from '../context/coordination.context.js';
 import { InvalidUsageError, LockHeldError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import type { LockHandle } from './lock-handle.js';
-import { QueueLockEngine, type AcquireOptions, type QueueLockSpec } from './queue-lock.engine.js';
+import { QueueLockEngine, type AcquireOptions, type HeldLockInfo, type QueueLockSpec } from './queue-lock.engine.js';
 import { createSemaphore, type Semaphore } from './semaphore.js';
 
 /** What to do in `withLock` when the lock is held by someone else. */
@@ -195,7 +195,7 @@ export class LockService implements OnModuleDestroy {
   }
 
   /** Locks, read/write holds and semaphore permits held by this process right now. */
-  heldLocks() {
+  heldLocks(): HeldLockInfo[] {
     return this.engine.heldLocks();
   }
 

@@ -17,6 +17,9 @@ import { backoffDelay, operationSignal, raceSignal, sleep, type OperationSignal 
 import { HeldLock, ReentrantLockHandle, type LockHandle, type LockMode } from './lock-handle.js';
 import { LocalMutexMap } from './local-mutex.js';
 
+/** A hold of this process, as listed by `LockService.heldLocks()`. */
+export type HeldLockInfo = Pick<LockHandle, 'name' | 'key' | 'mode' | 'fencingToken'>;
+
 /** Options of every waiting acquire. */
 export interface AcquireOptions {
   /** Give up after this many ms (our waiter key is removed) with a LockTimeoutError. Default: wait indefinitely. */
@@ -143,10 +146,19 @@ export class QueueLockEngine {
     }
     let localHeld = spec.localQueue;
     try {
-      const session = await this.sessions.session(this.sessions.shutdownSignal);
-      const handle = await this.acquireOnSession(spec, session, this.sessions.shutdownSignal, true);
-      if (handle) localHeld = false;
-      return handle;
+      // One more try on a new session if ours ended mid-call (e.g. the process was paused):
+      // the old session's key is gone with it, so "is it free right now?" deserves a fresh answer.
+      for (let attempt = 0; ; attempt++) {
+        const session = await this.sessions.session(this.sessions.shutdownSignal);
+        try {
+          const handle = await this.acquireOnSession(spec, session, this.sessions.shutdownSignal, true);
+          if (handle) localHeld = false;
+          return handle;
+        } catch (err) {
+          if (attempt === 0 && session.signal.aborted && !this.sessions.shutdownSignal.aborted) continue;
+          throw err;
+        }
+      }
     } finally {
       if (localHeld) this.local.unlock(spec.contextKey);
     }
@@ -342,7 +354,7 @@ export class QueueLockEngine {
   }
 
   /** Snapshot of the holds of this process (for status pages). */
-  heldLocks(): Array<Pick<LockHandle, 'name' | 'key' | 'mode' | 'fencingToken'>> {
+  heldLocks(): HeldLockInfo[] {
     return [...this.held].map(({ name, key, mode, fencingToken }) => ({ name, key, mode, fencingToken }));
   }
 }
