@@ -38,10 +38,10 @@ class ScheduledJobs {
   @LeaderOnly() @Cron('* * * * * *', { name: 'cron-below' })
   async cronBelow() { this.record('cron-below'); }
 
-  @Timeout('timeout-above', 50) @LeaderOnly()
+  @Timeout('timeout-above', 300) @LeaderOnly()
   async timeoutAbove() { this.record('timeout-above'); }
 
-  @LeaderOnly() @Timeout('timeout-below', 50)
+  @LeaderOnly() @Timeout('timeout-below', 300)
   async timeoutBelow() { this.record('timeout-below'); }
 
   @Interval('locked-above', 50) @WithLock('sched-lock')
@@ -134,7 +134,7 @@ describe('@WithLock and @LeaderOnly', () => {
     for (const name of ['cron-above', 'cron-below']) assert.ok(registry.getCronJob(name), name);
     const leaderJobs = leaderApp.get(ScheduledJobs);
     const followerJobs = followerApp.get(ScheduledJobs);
-    await eventually(() => JOB_NAMES.every((n) => (leaderJobs.runs.get(n) ?? 0) > 0), 5_000, `all jobs ran on the leader: ${[...leaderJobs.runs.keys()]}`);
+    await eventually(() => JOB_NAMES.every((n) => (leaderJobs.runs.get(n) ?? 0) > 0), 10_000, `all jobs ran on the leader: ${[...leaderJobs.runs.keys()]}`);
     for (const name of ['interval-above', 'interval-below', 'cron-above', 'cron-below', 'timeout-above', 'timeout-below']) {
       assert.equal(followerJobs.runs.get(name) ?? 0, 0, `${name} must not run on the follower`);
     }

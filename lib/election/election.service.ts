@@ -439,6 +439,22 @@ export class ElectionService implements OnApplicationBootstrap, OnModuleDestroy 
       });
     });
     this.autoCampaign = this.campaignForever(name);
+    // With nobody leading yet, win the election before the application starts (one round
+    // trip), so a job that runs right at bootstrap (@Timeout, a cron due now) finds the
+    // leadership in place instead of being skipped. Bounded; never blocks when someone else leads.
+    if (this.observedLeader === null) {
+      const campaign = this.candidacies.get(name)?.campaign;
+      if (campaign) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          campaign.catch(() => undefined),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, this.options.connectTimeout);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+    }
   }
 
   /** Campaign, hold until lost, campaign again: with backoff on errors, until shutdown. */
