@@ -48,8 +48,14 @@ export class InvalidNameError extends CoordinationError {
 
 /** etcd could not be reached (or did not answer) in time. */
 export class EtcdUnavailableError extends CoordinationError {
-  constructor(readonly hosts: readonly string[], message: string, options?: { cause?: unknown }) {
+  /**
+   * True when one request failed and trying again may help; false once the
+   * library already retried for `connectTimeout` (a final verdict).
+   */
+  readonly retryable: boolean;
+  constructor(readonly hosts: readonly string[], message: string, options?: { cause?: unknown; retryable?: boolean }) {
     super('ETCD_UNAVAILABLE', message, options);
+    this.retryable = options?.retryable ?? true;
   }
 }
 

@@ -19,6 +19,9 @@ import { Messages } from '../coordination.messages.js';
 export type EtcdErrorKind = 'unavailable' | 'auth' | 'permission' | 'closed' | 'other';
 
 export function classifyEtcdError(err: unknown): EtcdErrorKind {
+  // Our own typed errors are verdicts already: only a single failed request may be retried.
+  if (err instanceof EtcdUnavailableError) return err.retryable ? 'unavailable' : 'other';
+  if (err instanceof CoordinationError) return 'other';
   if (err instanceof EtcdAuthenticationFailedError || err instanceof GRPCUnauthenticatedError) return 'auth';
   if (err instanceof EtcdPermissionDeniedError) return 'permission';
   if (err instanceof ClientClosedError) return 'closed';
@@ -28,7 +31,8 @@ export function classifyEtcdError(err: unknown): EtcdErrorKind {
   const message = err instanceof Error ? err.message : String(err);
   if (/deadline|unavailable|ECONNREFUSED|ECONNRESET|No connection established|timed? ?out/i.test(message)) return 'unavailable';
   if (/permission denied/i.test(message)) return 'permission';
-  if (/authentication failed|invalid auth/i.test(message)) return 'auth';
+  // "user name is empty": no credentials sent to an etcd that has authentication enabled.
+  if (/authentication failed|invalid auth|user name is empty/i.test(message)) return 'auth';
   return 'other';
 }
 

@@ -6,6 +6,8 @@ import type { EtcdSession } from '../session/etcd-session.js';
 import type { SessionService } from '../session/session.service.js';
 import { heldInContext } from '../context/coordination.context.js';
 import {
+  EtcdAuthenticationError,
+  EtcdPermissionError,
   InvalidUsageError,
   LockAbortedError,
   LockTimeoutError,
@@ -110,20 +112,26 @@ export class QueueLockEngine {
         await this.local.get(spec.contextKey).lock(op.signal);
         localHeld = true;
       }
+      // Transient etcd errors are retried for as long as a new session may take to
+      // establish (connectTimeout) since the first of them; past that the caller hears of it.
+      let failingSince: number | undefined;
       for (let attempt = 0; ; attempt++) {
-        const session = await this.sessions.session(op.signal);
         try {
-          const handle = await this.acquireOnSession(spec, session, op.signal, false);
-          localHeld = false; // the handle owns the local slot now
-          return handle!;
-        } catch (err) {
-          // Our session ended while we waited: queue again on a new one.
-          if (!op.signal.aborted && session.signal.aborted) continue;
-          if (!op.signal.aborted && isTransientEtcdError(err) && attempt < 3) {
-            await sleep(backoffDelay(attempt), op.signal);
-            continue;
+          const session = await this.sessions.session(op.signal);
+          try {
+            const handle = await this.acquireOnSession(spec, session, op.signal, false);
+            localHeld = false; // the handle owns the local slot now
+            return handle!;
+          } catch (err) {
+            // Our session ended while we waited: queue again on a new one.
+            if (!op.signal.aborted && session.signal.aborted) continue;
+            throw err;
           }
-          throw err;
+        } catch (err) {
+          if (op.signal.aborted || !isTransientEtcdError(err)) throw err;
+          failingSince ??= Date.now();
+          if (Date.now() - failingSince >= this.sessions.connectTimeout) throw err;
+          await sleep(backoffDelay(attempt, 100, 1_000), op.signal);
         }
       }
     } catch (err) {
@@ -323,18 +331,33 @@ export class QueueLockEngine {
       await attempt();
       return;
     } catch (err) {
+      if (isPermanentRemovalError(err)) {
+        // Our role may not write this key (or we have no valid credentials), so the claim
+        // cannot have created it either. Retrying could never succeed, and the next claim
+        // of the key would wait for it forever.
+        this.logger.warn(`could not delete ${keyString}: ${(err as Error).message}`);
+        return;
+      }
       this.logger.warn(`could not delete ${keyString}: ${(err as Error).message}; retrying until the session ends`);
     }
     const retry = (async () => {
-      for (let n = 0; !session.signal.aborted; n++) {
-        await sleep(backoffDelay(n, 200, 2_000), session.signal).catch(() => undefined);
-        if (session.signal.aborted) return;
-        try {
-          await attempt();
-          return;
-        } catch {
-          // keep trying until the session ends
+      // Stop at shutdown too: shutdown waits for this loop before it closes the session, and
+      // closing the session revokes the lease, which deletes the key anyway.
+      const stop = operationSignal({ others: [session.signal, this.sessions.shutdownSignal] });
+      try {
+        for (let n = 0; !stop.signal.aborted; n++) {
+          await sleep(backoffDelay(n, 200, 2_000), stop.signal).catch(() => undefined);
+          if (stop.signal.aborted) return;
+          try {
+            await attempt();
+            return;
+          } catch (err) {
+            if (isPermanentRemovalError(err)) return; // see above
+            // otherwise keep trying until the session ends
+          }
         }
+      } finally {
+        stop.dispose();
       }
     })().finally(() => {
       if (this.pendingRemovals.get(keyString) === retry) this.pendingRemovals.delete(keyString);
@@ -357,6 +380,11 @@ export class QueueLockEngine {
   heldLocks(): HeldLockInfo[] {
     return [...this.held].map(({ name, key, mode, fencingToken }) => ({ name, key, mode, fencingToken }));
   }
+}
+
+/** Errors after which deleting our key can never succeed (and the key cannot exist). */
+function isPermanentRemovalError(err: unknown): boolean {
+  return err instanceof EtcdPermissionError || err instanceof EtcdAuthenticationError;
 }
 
 export function validateAcquireOptions(options: AcquireOptions): void {

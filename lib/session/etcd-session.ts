@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '@nestjs/common';
 import type { Etcd3, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IDuplexStream } from 'etcd3';
@@ -42,6 +43,8 @@ export class EtcdSession {
   ) {
     this.leaseHex = leaseHex(leaseId);
     this.deadline = grantSentAt + ttlSeconds * 1000;
+    // Every hold and waiter of the session listens to its signal: many listeners are expected.
+    setMaxListeners(0, this.controller.signal);
   }
 
   /** Aborts when the session ends (lost or closed); the reason is a SessionLostError or ShutdownError. */

@@ -1,14 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { setMaxListeners } from 'node:events';
 import { BehaviorSubject, type Observable } from 'rxjs';
+import type { Watcher } from 'etcd3';
 import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
-import { toCoordinationError } from '../etcd/etcd-errors.js';
+import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
 import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
-import { raceSignal } from '../util/abort.js';
+import { backoffDelay, raceSignal, sleep } from '../util/abort.js';
 
 /** Observable state of the etcd session, for logging and health checks. */
 export interface SessionState {
@@ -40,11 +42,16 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
   private readonly ended = new Set<EtcdSession>();
   private readonly shutdownController = new AbortController();
   private readonly stateSubject = new BehaviorSubject<SessionState>({ status: 'connecting', since: new Date() });
+  private watchAnchor?: Watcher;
+  private watchAnchorRetry?: NodeJS.Timeout;
 
   constructor(
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
     @Inject(ETCD_CLIENT_HOLDER) private readonly holder: EtcdClientHolder,
-  ) {}
+  ) {
+    // Every waiter and hold listens to this signal: many listeners are expected, not a leak.
+    setMaxListeners(0, this.shutdownController.signal);
+  }
 
   /** Session state: replays the current state, then every change. Completes on shutdown. */
   get state$(): Observable<SessionState> {
@@ -61,6 +68,11 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     return this.shutdownController.signal;
   }
 
+  /** How long establishing a session may take before etcd counts as unreachable (ms). */
+  get connectTimeout(): number {
+    return this.options.connectTimeout;
+  }
+
   get identity(): string {
     return this.options.identity;
   }
@@ -74,6 +86,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     // Fail bootstrap early and clearly instead of at the first lock.
     try {
       await this.session();
+      this.openWatchAnchor();
     } catch (err) {
       // Nest does not run shutdown hooks after a failed init: close what we opened now.
       this.beginShutdown();
@@ -97,32 +110,83 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     return raceSignal(this.creating, signal);
   }
 
+  /**
+   * etcd3 1.1.x tears down its whole gRPC connection when the client's last
+   * watcher is cancelled (failing every request in flight), and a lock waiter
+   * cancels its only watcher at every hand-off. One idle watcher on a key
+   * nobody writes, kept for the application's lifetime, keeps the stream (and
+   * the connection) up. It lives inside the namespace so a role limited to the
+   * namespace may watch it.
+   */
+  private openWatchAnchor(): void {
+    if (this.shutdownController.signal.aborted) return;
+    const key = Buffer.from(`${this.options.namespace}\u0000nest-etcd-coordination-watch-anchor`);
+    const watcher = this.holder.client.watch().key(key).watcher();
+    this.watchAnchor = watcher;
+    watcher.on('error', () => {
+      // etcd3 drops a watcher after 'error'; open a new one a little later.
+      if (this.watchAnchor !== watcher) return;
+      this.watchAnchor = undefined;
+      this.watchAnchorRetry = setTimeout(() => this.openWatchAnchor(), 1_000);
+      this.watchAnchorRetry.unref();
+    });
+  }
+
+  private async closeWatchAnchor(): Promise<void> {
+    clearTimeout(this.watchAnchorRetry);
+    const anchor = this.watchAnchor;
+    this.watchAnchor = undefined;
+    if (!anchor) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      anchor.cancel().catch(() => undefined),
+      new Promise((resolve) => { timer = setTimeout(resolve, this.options.requestTimeout); }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * LeaseGrant, retried on transient errors until `deadline` (monotonic ms):
+   * a gRPC channel that is reconnecting fails calls at once instead of
+   * waiting, and that must not count as "etcd unreachable" before connectTimeout.
+   */
+  private async grantLease(ttl: number, deadline: number): Promise<{ ID: string; TTL: string }> {
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - performance.now();
+      try {
+        return await this.holder.client.leaseClient.leaseGrant({ TTL: ttl }, { deadline: new Date(Date.now() + Math.max(1, remaining)) });
+      } catch (err) {
+        const pause = backoffDelay(attempt, 100, 1_000);
+        if (!isTransientEtcdError(err) || performance.now() + pause >= deadline || this.shutdownController.signal.aborted) throw err;
+        await sleep(pause);
+      }
+    }
+  }
+
   private async createSession(): Promise<EtcdSession> {
     const { connectTimeout, sessionTtl } = this.options;
     const sentAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new EtcdUnavailableError(this.holder.hosts, Messages.etcdUnreachable(this.holder.hosts, connectTimeout))),
+        () => reject(new EtcdUnavailableError(this.holder.hosts, Messages.etcdUnreachable(this.holder.hosts, connectTimeout), { retryable: false })),
         connectTimeout,
       );
     });
     let grant: { ID: string; TTL: string };
     try {
-      grant = await Promise.race([
-        this.holder.client.leaseClient.leaseGrant(
-          { TTL: sessionTtl },
-          { deadline: new Date(Date.now() + connectTimeout) },
-        ),
-        timeout,
-      ]);
+      grant = await Promise.race([this.grantLease(sessionTtl, sentAt + connectTimeout), timeout]);
     } catch (err) {
-      throw toCoordinationError(err, {
+      const mapped = toCoordinationError(err, {
         hosts: this.holder.hosts,
         username: this.holder.username,
         what: 'grant the session lease',
         timeoutMs: connectTimeout,
       });
+      // We retried for connectTimeout: callers must not retry this again.
+      throw mapped instanceof EtcdUnavailableError && mapped.retryable
+        ? new EtcdUnavailableError(mapped.hosts, mapped.message, { cause: mapped.cause, retryable: false })
+        : mapped;
     } finally {
       clearTimeout(timer);
     }
@@ -182,6 +246,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     const last = this.current;
     if (last) await last.close();
     await Promise.allSettled([...this.ended].map((s) => s.settled()));
+    await this.closeWatchAnchor();
     this.stateSubject.next({
       status: 'closed',
       leaseId: last?.leaseId,
