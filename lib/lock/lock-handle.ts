@@ -85,9 +85,7 @@ export class HeldLock implements LockHandle {
   release(): Promise<void> {
     this.releasing ??= (async () => {
       this.session.signal.removeEventListener('abort', this.onSessionEnd);
-      if (!this.controller.signal.aborted) {
-        this.controller.abort(new LockReleasedError(this.name, Messages.lockReleased(this.name)));
-      }
+      if (!this.controller.signal.aborted) this.controller.abort(releasedReason(this.name));
       await this.onRelease();
     })();
     return this.releasing;
@@ -113,4 +111,18 @@ export class ReentrantLockHandle implements LockHandle {
   throwIfLost() { this.outer.throwIfLost(); }
   release(): Promise<void> { return Promise.resolve(); }
   [Symbol.asyncDispose](): Promise<void> { return Promise.resolve(); }
+}
+
+/**
+ * The abort reason after a normal release. Built without a stack trace: it
+ * happens on every release and the stack would only point here.
+ */
+function releasedReason(name: string): LockReleasedError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new LockReleasedError(name, Messages.lockReleased(name));
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
