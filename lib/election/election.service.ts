@@ -360,14 +360,19 @@ export class ElectionService implements OnApplicationBootstrap, OnModuleDestroy 
     if (signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const watcher: Watcher = this.ops.client.watch().prefix(prefix).startRevision((afterRevision + 1n).toString()).watcher();
+      let connected = false;
+      let failed = false;
       const finish = () => {
         signal.removeEventListener('abort', finish);
         watcher.removeAllListeners();
         watcher.on('error', () => undefined);
-        void watcher.cancel().catch(() => undefined);
+        // After 'error' etcd3 has already dropped the watcher, and cancel() would wait forever.
+        if (!failed) void watcher.cancel().catch(() => undefined);
         resolve();
       };
       signal.addEventListener('abort', finish, { once: true });
+      watcher.on('connected', () => (connected = true));
+      watcher.on('disconnected', () => (connected = false));
       watcher.on('put', (kv: IKeyValue) => {
         const leader = current();
         if (leader === null) publish(toLeaderInfo(kv)); // first candidate after an empty election leads
@@ -376,7 +381,11 @@ export class ElectionService implements OnApplicationBootstrap, OnModuleDestroy 
       watcher.on('delete', (kv: IKeyValue) => {
         if (kv.key.toString('utf8') === current()?.key) finish();
       });
-      watcher.on('error', () => setTimeout(finish, 200).unref());
+      watcher.on('error', (err: Error) => {
+        failed = true;
+        if (!connected) this.ops.recoverWatchStream(err);
+        setTimeout(finish, 200).unref();
+      });
     });
   }
 

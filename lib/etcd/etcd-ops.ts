@@ -1,5 +1,6 @@
+import { Logger } from '@nestjs/common';
 import type { Etcd3, IKeyValue, IRangeRequest, ITxnRequest, ITxnResponse, Watcher } from 'etcd3';
-import { toCoordinationError } from './etcd-errors.js';
+import { redact, toCoordinationError } from './etcd-errors.js';
 import type { EtcdClientHolder } from './etcd-client.js';
 
 /** A key range `[key, rangeEnd)`, or a single key when rangeEnd is absent. */
@@ -35,13 +36,24 @@ export type BlockerCheck =
 
 const toBig = (value: string | number | undefined): bigint => BigInt(value ?? 0);
 
+/** The parts of etcd3 1.1.x's internals that {@link EtcdOps.recoverWatchStream} uses. */
+interface Etcd3WatchInternals {
+  watchManager?: { state?: number; stream?: object; handleError?: (err: Error) => void };
+  pool?: { authenticator?: { invalidateMetadata?: () => void } };
+}
+/** etcd3's WatchManager state "Connected". */
+const WATCH_STREAM_CONNECTED = 2;
+
 /**
  * The etcd requests of the recipes (mutex, election, read/write lock,
  * semaphore), each with a deadline and typed errors. Every request is a single
  * round trip and idempotent, so a transport-level retry cannot do harm.
  */
 export class EtcdOps {
+  private readonly logger = new Logger('Coordination');
   private readonly pendingWatchCancels = new Set<Promise<unknown>>();
+  /** Watch streams already reopened by recoverWatchStream (one reset per stream). */
+  private readonly resetWatchStreams = new WeakSet<object>();
 
   constructor(
     private readonly holder: EtcdClientHolder,
@@ -208,22 +220,56 @@ export class EtcdOps {
       let builder = this.client.watch().key(key).startRevision((afterRevision + 1n).toString());
       if (events === 'delete') builder = builder.only('delete');
       const watcher: Watcher = builder.watcher();
-      const finish = (settle: () => void) => {
+      let connected = false;
+      const finish = (settle: () => void, cancel = true) => {
         signal.removeEventListener('abort', onAbort);
         watcher.removeAllListeners();
         // Swallow late errors from a watcher we are tearing down.
         watcher.on('error', () => undefined);
-        const cancel = watcher.cancel().catch(() => undefined);
-        this.pendingWatchCancels.add(cancel);
-        void cancel.finally(() => this.pendingWatchCancels.delete(cancel));
+        // After 'error' etcd3 has already dropped the watcher, and cancel() would wait forever.
+        if (cancel) {
+          const cancelled = watcher.cancel().catch(() => undefined);
+          this.pendingWatchCancels.add(cancelled);
+          void cancelled.finally(() => this.pendingWatchCancels.delete(cancelled));
+        }
         settle();
       };
       const onAbort = () => finish(() => reject(signal.reason));
       signal.addEventListener('abort', onAbort, { once: true });
+      // Whether etcd has created the watch on the current stream (reset on every reconnect).
+      watcher.on('connected', () => (connected = true));
+      watcher.on('disconnected', () => (connected = false));
       watcher.on('delete', () => finish(() => resolve('deleted')));
       if (events === 'put-or-delete') watcher.on('put', () => finish(() => resolve('changed')));
-      watcher.on('error', () => finish(() => resolve('watch-error')));
+      watcher.on('error', (err: Error) => {
+        if (!connected) this.recoverWatchStream(err);
+        finish(() => resolve('watch-error'), false);
+      });
     });
+  }
+
+  /**
+   * Call when etcd refused to *create* a watch (the watcher failed before it
+   * was connected). etcd3 1.1.x attaches watchers one at a time and then waits
+   * forever for the refused one's create response: every later watch of the
+   * client hangs. The usual cause is an auth token etcd no longer accepts (it
+   * expired, or etcd restarted and forgot its simple tokens): etcd3 refreshes
+   * tokens on unary calls only, and a watch stream keeps the token it was
+   * opened with. So: drop the cached token and reopen the stream through
+   * etcd3's own reconnect path, which re-authenticates and re-creates every
+   * attached watcher from its last revision (no event is lost).
+   */
+  recoverWatchStream(err: unknown): void {
+    const internals = this.client as unknown as Etcd3WatchInternals;
+    const manager = internals.watchManager;
+    const stream = manager?.stream;
+    if (!manager || typeof manager.handleError !== 'function' || manager.state !== WATCH_STREAM_CONNECTED || !stream) return;
+    if (this.resetWatchStreams.has(stream)) return;
+    this.resetWatchStreams.add(stream);
+    const reason = err instanceof Error ? err.message : String(err);
+    this.logger.warn(`etcd refused to create a watch (${redact(reason)}); re-authenticating and reopening the watch stream`);
+    internals.pool?.authenticator?.invalidateMetadata?.();
+    manager.handleError(new Error(`watch creation refused: ${redact(reason)}`));
   }
 
   /** Waits (bounded) for watch cancellations still in flight, so shutdown leaves no watch behind. */
