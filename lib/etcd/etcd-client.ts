@@ -1,6 +1,9 @@
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop, retry } from 'cockatiel';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
+import { InvalidOptionsError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
+import { redact } from './etcd-errors.js';
 
 /**
  * Owns the etcd client of the module: either one we created (and must close)
@@ -54,5 +57,18 @@ export function createEtcdClientHolder(options: ResolvedCoordinationOptions): Et
   };
   if (options.auth) clientOptions.auth = { username: options.auth.username, password: options.auth.password };
   if (options.credentials) clientOptions.credentials = options.credentials as IOptions['credentials'];
-  return new EtcdClientHolder(new Etcd3(clientOptions), true, options.hosts, options.auth?.username);
+  let client: Etcd3;
+  try {
+    client = new Etcd3(clientOptions);
+  } catch (err) {
+    // grpc builds the TLS context here: a key that does not belong to the certificate, or
+    // PEM that does not parse, throws a raw OpenSSL error. OpenSSL's message names the
+    // problem, never the key material.
+    if (!options.credentials) throw err;
+    throw new InvalidOptionsError(
+      'credentials',
+      Messages.invalidOption('credentials', `cannot be used for TLS (${redact(err instanceof Error ? err.message : String(err))}). Check that privateKey belongs to certChain and that all three are PEM.`),
+    );
+  }
+  return new EtcdClientHolder(client, true, options.hosts, options.auth?.username);
 }
