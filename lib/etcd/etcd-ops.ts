@@ -36,13 +36,60 @@ export type BlockerCheck =
 
 const toBig = (value: string | number | undefined): bigint => BigInt(value ?? 0);
 
-/** The parts of etcd3 1.1.x's internals that {@link EtcdOps.recoverWatchStream} uses. */
+/** The parts of etcd3 1.1.x's internals that {@link recoverRefusedWatch} uses. */
 interface Etcd3WatchInternals {
   watchManager?: { state?: number; stream?: object; handleError?: (err: Error) => void };
   pool?: { authenticator?: { invalidateMetadata?: () => void } };
 }
 /** etcd3's WatchManager state "Connected". */
 const WATCH_STREAM_CONNECTED = 2;
+/** Watch streams already reopened by recoverRefusedWatch (one reset per stream). */
+const resetWatchStreams = new WeakSet<object>();
+/**
+ * At most one reset per client this often: a refusal that persists (a role that does not
+ * cover the namespace) must not make every retry re-authenticate and reopen the stream.
+ */
+const MIN_RESET_INTERVAL_MS = 5_000;
+const lastWatchReset = new WeakMap<object, number>();
+const deferredWatchReset = new WeakSet<object>();
+const watchLogger = new Logger('Coordination');
+
+/**
+ * Call when etcd refused to *create* a watch of `client` (the watcher failed
+ * before it was connected on the current stream). etcd3 1.1.x attaches
+ * watchers one at a time and then waits forever for the refused one's create
+ * response: every later watch of the client hangs. The usual cause is an auth
+ * token etcd no longer accepts (it expired, or etcd restarted and forgot its
+ * simple tokens): etcd3 refreshes tokens on unary calls only, and a watch
+ * stream keeps the token it was opened with. So: drop the cached token and
+ * reopen the stream through etcd3's own reconnect path, which re-authenticates
+ * and re-creates every attached watcher from its last revision (no event is
+ * lost). Every watcher of the library must call this on such a failure.
+ */
+export function recoverRefusedWatch(client: Etcd3, err: unknown): void {
+  const internals = client as unknown as Etcd3WatchInternals;
+  const manager = internals.watchManager;
+  const stream = manager?.stream;
+  if (!manager || typeof manager.handleError !== 'function' || manager.state !== WATCH_STREAM_CONNECTED || !stream) return;
+  if (resetWatchStreams.has(stream)) return;
+  const wait = (lastWatchReset.get(manager) ?? -Infinity) + MIN_RESET_INTERVAL_MS - Date.now();
+  if (wait > 0) {
+    if (!deferredWatchReset.has(manager)) {
+      deferredWatchReset.add(manager);
+      setTimeout(() => {
+        deferredWatchReset.delete(manager);
+        recoverRefusedWatch(client, err);
+      }, wait).unref();
+    }
+    return;
+  }
+  lastWatchReset.set(manager, Date.now());
+  resetWatchStreams.add(stream);
+  const reason = err instanceof Error ? err.message : String(err);
+  watchLogger.warn(`etcd refused to create a watch (${redact(reason)}); re-authenticating and reopening the watch stream`);
+  internals.pool?.authenticator?.invalidateMetadata?.();
+  manager.handleError(new Error(`watch creation refused: ${redact(reason)}`));
+}
 
 /**
  * The etcd requests of the recipes (mutex, election, read/write lock,
@@ -50,10 +97,7 @@ const WATCH_STREAM_CONNECTED = 2;
  * round trip and idempotent, so a transport-level retry cannot do harm.
  */
 export class EtcdOps {
-  private readonly logger = new Logger('Coordination');
   private readonly pendingWatchCancels = new Set<Promise<unknown>>();
-  /** Watch streams already reopened by recoverWatchStream (one reset per stream). */
-  private readonly resetWatchStreams = new WeakSet<object>();
 
   constructor(
     private readonly holder: EtcdClientHolder,
@@ -248,28 +292,9 @@ export class EtcdOps {
     });
   }
 
-  /**
-   * Call when etcd refused to *create* a watch (the watcher failed before it
-   * was connected). etcd3 1.1.x attaches watchers one at a time and then waits
-   * forever for the refused one's create response: every later watch of the
-   * client hangs. The usual cause is an auth token etcd no longer accepts (it
-   * expired, or etcd restarted and forgot its simple tokens): etcd3 refreshes
-   * tokens on unary calls only, and a watch stream keeps the token it was
-   * opened with. So: drop the cached token and reopen the stream through
-   * etcd3's own reconnect path, which re-authenticates and re-creates every
-   * attached watcher from its last revision (no event is lost).
-   */
+  /** See {@link recoverRefusedWatch}. */
   recoverWatchStream(err: unknown): void {
-    const internals = this.client as unknown as Etcd3WatchInternals;
-    const manager = internals.watchManager;
-    const stream = manager?.stream;
-    if (!manager || typeof manager.handleError !== 'function' || manager.state !== WATCH_STREAM_CONNECTED || !stream) return;
-    if (this.resetWatchStreams.has(stream)) return;
-    this.resetWatchStreams.add(stream);
-    const reason = err instanceof Error ? err.message : String(err);
-    this.logger.warn(`etcd refused to create a watch (${redact(reason)}); re-authenticating and reopening the watch stream`);
-    internals.pool?.authenticator?.invalidateMetadata?.();
-    manager.handleError(new Error(`watch creation refused: ${redact(reason)}`));
+    recoverRefusedWatch(this.client, err);
   }
 
   /** Waits (bounded) for watch cancellations still in flight, so shutdown leaves no watch behind. */

@@ -7,6 +7,7 @@ import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordinati
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
 import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
+import { recoverRefusedWatch } from '../etcd/etcd-ops.js';
 import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
@@ -123,7 +124,13 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     const key = Buffer.from(`${this.options.namespace}\u0000nest-etcd-coordination-watch-anchor`);
     const watcher = this.holder.client.watch().key(key).watcher();
     this.watchAnchor = watcher;
-    watcher.on('error', () => {
+    // Whether etcd has created the watch on the current stream (reset on every reconnect).
+    let connected = false;
+    watcher.on('connected', () => (connected = true));
+    watcher.on('disconnected', () => (connected = false));
+    watcher.on('error', (err: Error) => {
+      // A refused create (e.g. an expired auth token) leaves etcd3's watch stream stuck.
+      if (!connected) recoverRefusedWatch(this.holder.client, err);
       // etcd3 drops a watcher after 'error'; open a new one a little later.
       if (this.watchAnchor !== watcher) return;
       this.watchAnchor = undefined;
