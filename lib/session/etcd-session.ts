@@ -42,7 +42,7 @@ export class EtcdSession {
     private readonly onEnd: (session: EtcdSession, reason: SessionEndReason, message: string) => void,
   ) {
     this.leaseHex = leaseHex(leaseId);
-    this.deadline = grantSentAt + ttlSeconds * 1000;
+    this.deadline = grantSentAt + ttlSeconds * 1000 - this.safetyMarginMs;
     // Every hold and waiter of the session listens to its signal: many listeners are expected.
     setMaxListeners(0, this.controller.signal);
   }
@@ -52,7 +52,17 @@ export class EtcdSession {
     return this.controller.signal;
   }
 
-  /** Monotonic time (performance.now()) after which the lease may have expired on the server. */
+  /**
+   * We declare the loss this much before `send time + TTL`, so that timer
+   * jitter or a briefly busy event loop cannot make the signal late: 10% of
+   * the TTL, at most 500 ms. (Keepalives go out every TTL/3, so only missed
+   * keepalives ever bring us this close.)
+   */
+  private get safetyMarginMs(): number {
+    return Math.min(500, this.ttlSeconds * 100);
+  }
+
+  /** Monotonic time (performance.now()) at which we count the session as lost (the server's expiry minus a safety margin). */
   get deadlineMonotonic(): number {
     return this.deadline;
   }
@@ -157,7 +167,7 @@ export class EtcdSession {
       return;
     }
     if (sentAt === undefined) return;
-    const candidate = sentAt + ttl * 1000;
+    const candidate = sentAt + ttl * 1000 - this.safetyMarginMs;
     if (candidate > this.deadline) {
       this.deadline = candidate;
       this.armDeadline();
