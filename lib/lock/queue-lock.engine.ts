@@ -372,10 +372,6 @@ export class QueueLockEngine {
     await Promise.allSettled([...this.pendingRemovals.values()]);
   }
 
-  get heldCount(): number {
-    return this.held.size;
-  }
-
   /** Snapshot of the holds of this process (for status pages). */
   heldLocks(): HeldLockInfo[] {
     return [...this.held].map(({ name, key, mode, fencingToken }) => ({ name, key, mode, fencingToken }));

@@ -62,16 +62,6 @@ export class EtcdSession {
     return Math.min(500, this.ttlSeconds * 100);
   }
 
-  /** Monotonic time (performance.now()) at which we count the session as lost (the server's expiry minus a safety margin). */
-  get deadlineMonotonic(): number {
-    return this.deadline;
-  }
-
-  /** Wall-clock estimate of the deadline, for logs and health. */
-  get deadlineEpochMs(): number {
-    return Date.now() + (this.deadline - performance.now());
-  }
-
   /** True while the session is alive: checked synchronously against the deadline. */
   get alive(): boolean {
     if (this.ended) return false;

@@ -7,7 +7,7 @@ import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordinati
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
 import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
-import { recoverRefusedWatch } from '../etcd/etcd-ops.js';
+import { EtcdOps, recoverRefusedWatch } from '../etcd/etcd-ops.js';
 import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
@@ -49,6 +49,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
   constructor(
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
     @Inject(ETCD_CLIENT_HOLDER) private readonly holder: EtcdClientHolder,
+    private readonly ops: EtcdOps,
   ) {
     // Every waiter and hold listens to this signal: many listeners are expected, not a leak.
     setMaxListeners(0, this.shutdownController.signal);
@@ -253,6 +254,9 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     const last = this.current;
     if (last) await last.close();
     await Promise.allSettled([...this.ended].map((s) => s.settled()));
+    // Watches of waiters that gave up are cancelled asynchronously: let them finish, so a
+    // client the user owns is left without any watch of ours.
+    await this.ops.drainWatches(this.options.requestTimeout);
     await this.closeWatchAnchor();
     this.stateSubject.next({
       status: 'closed',
