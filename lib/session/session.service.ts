@@ -158,11 +158,14 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
    * a gRPC channel that is reconnecting fails calls at once instead of
    * waiting, and that must not count as "etcd unreachable" before connectTimeout.
    */
-  private async grantLease(ttl: number, deadline: number): Promise<{ ID: string; TTL: string }> {
+  private async grantLease(ttl: number, deadline: number): Promise<{ ID: string; TTL: string; sentAt: number }> {
     for (let attempt = 0; ; attempt++) {
-      const remaining = deadline - performance.now();
+      // The session deadline counts from the send time of the attempt that succeeded.
+      const sentAt = performance.now();
+      const remaining = deadline - sentAt;
       try {
-        return await this.holder.client.leaseClient.leaseGrant({ TTL: ttl }, { deadline: new Date(Date.now() + Math.max(1, remaining)) });
+        const grant = await this.holder.client.leaseClient.leaseGrant({ TTL: ttl }, { deadline: new Date(Date.now() + Math.max(1, remaining)) });
+        return { ID: grant.ID, TTL: grant.TTL, sentAt };
       } catch (err) {
         const pause = backoffDelay(attempt, 100, 1_000);
         if (!isTransientEtcdError(err) || performance.now() + pause >= deadline || this.shutdownController.signal.aborted) throw err;
@@ -173,7 +176,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
 
   private async createSession(): Promise<EtcdSession> {
     const { connectTimeout, sessionTtl } = this.options;
-    const sentAt = performance.now();
+    const startedAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -181,9 +184,9 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
         connectTimeout,
       );
     });
-    let grant: { ID: string; TTL: string };
+    let grant: { ID: string; TTL: string; sentAt: number };
     try {
-      grant = await Promise.race([this.grantLease(sessionTtl, sentAt + connectTimeout), timeout]);
+      grant = await Promise.race([this.grantLease(sessionTtl, startedAt + connectTimeout), timeout]);
     } catch (err) {
       const mapped = toCoordinationError(err, {
         hosts: this.holder.hosts,
@@ -204,7 +207,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
       this.holder.client,
       leaseId,
       ttl,
-      sentAt,
+      grant.sentAt,
       this.options.requestTimeout,
       this.logger,
       (s, reason, message) => this.onSessionEnd(s, reason, message),
