@@ -29,6 +29,11 @@ export interface ClaimResult {
   blocker: Blocker | undefined | 'unknown';
 }
 
+/** What {@link EtcdOps.claimKey} saw: the keys older than ours (newest first), or that our key already existed. */
+export type RawClaim =
+  | { created: true; myRevision: bigint; headerRevision: bigint; older: IKeyValue[]; more: boolean }
+  | { created: false; myRevision: bigint; headerRevision: bigint; existingValue: Buffer };
+
 /** Result of re-checking our key and looking for the newest older key. */
 export type BlockerCheck =
   | { ownKeyGone: true }
@@ -140,22 +145,22 @@ export class EtcdOps {
   /**
    * Creates `myKey` on `lease` unless it exists (etcd's
    * `If(CreateRevision(k)==0) Then(Put) Else(Get)`) and, in the same
-   * transaction, reads the two newest keys of `blocking` so an uncontended
-   * acquire costs one round trip.
+   * transaction, reads the `limit` newest keys of `blocking`, so an
+   * uncontended acquire costs one round trip. Idempotent under retry.
    */
-  async claim(myKey: Buffer, value: Buffer, leaseId: bigint, blocking: KeyRange, what: string): Promise<ClaimResult> {
-    const newestTwo: IRangeRequest = {
+  async claimKey(myKey: Buffer, value: Buffer, leaseId: bigint, blocking: KeyRange, limit: number, what: string): Promise<RawClaim> {
+    const newest: IRangeRequest = {
       key: blocking.key,
       range_end: blocking.rangeEnd,
       sort_order: 'Descend',
       sort_target: 'Create',
-      limit: 2,
+      limit,
       keys_only: true,
     };
     const res = await this.txn(
       {
         compare: [{ key: myKey, target: 'Create', result: 'Equal', create_revision: 0 }],
-        success: [{ request_put: { key: myKey, value, lease: leaseId.toString() } }, { request_range: newestTwo }],
+        success: [{ request_put: { key: myKey, value, lease: leaseId.toString() } }, { request_range: newest }],
         failure: [{ request_range: { key: myKey } }],
       },
       what,
@@ -163,22 +168,27 @@ export class EtcdOps {
     const headerRevision = toBig(res.header.revision);
     if (res.succeeded) {
       // The range ran after the put in the same transaction, so it may include our own key.
-      const older = res.responses[1]!.response_range.kvs.find((kv) => toBig(kv.create_revision) < headerRevision);
-      return {
-        myRevision: headerRevision,
-        headerRevision,
-        created: true,
-        blocker: older ? { key: older.key, createRevision: toBig(older.create_revision) } : undefined,
-      };
+      const range = res.responses[1]!.response_range;
+      const older = range.kvs.filter((kv) => toBig(kv.create_revision) < headerRevision);
+      return { created: true, myRevision: headerRevision, headerRevision, older, more: range.more };
     }
     const existing = res.responses[0]!.response_range.kvs[0];
     if (!existing) throw new Error(`etcd transaction for ${what} found no key on the failure path`);
+    return { created: false, myRevision: toBig(existing.create_revision), headerRevision, existingValue: existing.value };
+  }
+
+  /** {@link claimKey} for the queue locks: the newest older key of `blocking` is our blocker. */
+  async claim(myKey: Buffer, value: Buffer, leaseId: bigint, blocking: KeyRange, what: string): Promise<ClaimResult> {
+    const raw = await this.claimKey(myKey, value, leaseId, blocking, 2, what);
+    if (!raw.created) {
+      return { myRevision: raw.myRevision, headerRevision: raw.headerRevision, created: false, existingValue: raw.existingValue, blocker: 'unknown' };
+    }
+    const older = raw.older[0];
     return {
-      myRevision: toBig(existing.create_revision),
-      headerRevision,
-      created: false,
-      existingValue: existing.value,
-      blocker: 'unknown',
+      myRevision: raw.myRevision,
+      headerRevision: raw.headerRevision,
+      created: true,
+      blocker: older ? { key: older.key, createRevision: toBig(older.create_revision) } : undefined,
     };
   }
 

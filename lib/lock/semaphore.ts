@@ -197,34 +197,14 @@ class PermitTurn implements TurnDiscipline {
    * one round trip for an uncontended acquire, idempotent under retry.
    */
   async claim(myKey: Buffer, value: Buffer, leaseId: bigint, what: string): Promise<{ myRevision: bigint; holds: boolean; state: unknown }> {
-    const newest: IRangeRequest = {
-      key: this.prefix,
-      range_end: this.rangeEnd,
-      sort_order: 'Descend',
-      sort_target: 'Create',
-      limit: this.permits + 1,
-      keys_only: true,
-    };
-    const res = await this.ops.txn(
-      {
-        compare: [{ key: myKey, target: 'Create', result: 'Equal', create_revision: 0 }],
-        success: [{ request_put: { key: myKey, value, lease: leaseId.toString() } }, { request_range: newest }],
-        failure: [{ request_range: { key: myKey } }],
-      },
-      what,
-    );
-    const headerRevision = BigInt(res.header.revision);
-    if (res.succeeded) {
+    const raw = await this.ops.claimKey(myKey, value, leaseId, { key: this.prefix, rangeEnd: this.rangeEnd }, this.permits + 1, what);
+    if (raw.created) {
       // Our put is the newest key; everything else in the answer is older.
-      const range = res.responses[1]!.response_range;
-      const older = range.kvs.filter((kv) => BigInt(kv.create_revision) < headerRevision);
-      const observed: Observed = { standing: this.standing(older, range.more), headerRevision };
-      return { myRevision: headerRevision, holds: observed.standing.kind === 'holder', state: observed };
+      const observed: Observed = { standing: this.standing(raw.older, raw.more), headerRevision: raw.headerRevision };
+      return { myRevision: raw.myRevision, holds: observed.standing.kind === 'holder', state: observed };
     }
     // A retried claim whose first answer was lost: our key exists; look where it stands.
-    const existing = res.responses[0]!.response_range.kvs[0];
-    if (!existing) throw new Error(`etcd transaction for ${what} found no key on the failure path`);
-    const myRevision = BigInt(existing.create_revision);
+    const myRevision = raw.myRevision;
     const observed = await this.check(myKey, myRevision, what);
     const holds = observed.standing.kind === 'holder';
     // A successor may have queued while we looked like a waiter: wake it, as after a wait.
