@@ -35,6 +35,40 @@ export const Messages = {
     'Import CoordinationModule.forRoot(...) (or forRootAsync) in your root module. The method was NOT run.',
   decoratedMethodNotAsync: (decorator: string, target: string) =>
     `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  // ---- queue engine, watches, elections (issue 11)
+  nameInUse: (name: string, kind: string, other: string) =>
+    `The name "${name}" is already in use as ${other}; it cannot be used as a ${kind} at the same time ` +
+    '(the kinds would share etcd keys). Use a different name for each kind.',
+  foreignKey: (key: string) => `another kind elsewhere (etcd holds the key "${key}", which is not of this kind's shape)`,
+  ownKeyGone: (key: string) => `our key ${key} is gone (session expired, or deleted by someone else)`,
+  claimFoundNoKey: (what: string) => `etcd transaction for ${what} found no key on the failure path`,
+  watchCreationRefused: (reason: string) => `watch creation refused: ${reason}`,
+  optionsNotObject: (where: string) => `${where} options must be an object`,
+  notAnAbortSignal: (where: string) => `${where}: signal must be an AbortSignal`,
+  invalidTimeout: (where: string, timeout: unknown, max: number) =>
+    `${where}: timeout must be a number of milliseconds from 0 to ${max}, or Infinity for none; got ${describeValue(timeout)}`,
+  waitTimeout: (kind: string, name: string, ms: number) => `Timed out after ${ms} ms waiting for ${kind} "${name}"`,
+  waitAborted: (kind: string, name: string) => `Waiting for ${kind} "${name}" was aborted`,
+  timedOutDuringOutage: (kind: string, name: string, ms: number, cause: string) =>
+    `Gave up waiting for ${kind} "${name}" after ${ms} ms: etcd could not be reached meanwhile (${cause})`,
+  selfDeadlock: (kind: string, name: string, conflicting: string) =>
+    `Cannot take ${kind} "${name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,
+  runNeedsFunction: (kind: string) => `withLock/run of a ${kind} needs a function to run under the hold`,
+  invalidOnLocked: (value: unknown) => `onLocked must be 'wait', 'skip' or 'fail', got ${describeValue(value)}`,
+  invalidPermits: (where: string, permits: unknown, max: number) =>
+    `${where}: permits must be an integer from 1 to ${max}, got ${String(permits)}`,
+  invalidMode: (mode: unknown) => `@WithLock: mode must be 'exclusive', 'read' or 'write', got ${describeValue(mode)}`,
+  permitsWithMode: () => '@WithLock: permits cannot be combined with a read/write mode',
+  notAMethod: (decorator: string, target: string) => `@${decorator} can only decorate methods (${target})`,
+  leaderOnlyWithoutElection: (target: string) =>
+    `@LeaderOnly() on ${target}: The default election is disabled (option election: false); pass an election name explicitly. The method was NOT run.`,
+  ambiguousApplication: (decorator: string, target: string) =>
+    `@${decorator} on ${target}: the class is a non-singleton provider in more than one application of this process, ` +
+    'so the application of this call cannot be told. Make the provider a singleton. The method was NOT run.',
+  electionTaken: (election: string) => `Election "${election}" has another leader or candidates ahead of us`,
+  valueNotString: (where: string) => `${where} value must be a string`,
+  valueTooLarge: (where: string, bytes: number, max: number) =>
+    `${where} value is ${bytes} bytes; at most ${max} bytes fit in one etcd request`,
   log: {
     sessionStarted: (leaseHex: string, ttl: number) => `etcd session started (lease ${leaseHex}, TTL ${ttl} s)`,
     sessionLost: (leaseHex: string, reason: string) => `etcd session lost (lease ${leaseHex}): ${reason}`,
@@ -46,6 +80,13 @@ export const Messages = {
     campaignFailed: (election: string, reason: string, retryMs: number) =>
       `campaign for "${election}" failed: ${reason}; retrying in ${retryMs} ms`,
     becameLeader: (election: string, token: bigint) => `became leader of "${election}" (fencing token ${token})`,
+    // ---- queue engine, watches (issue 11)
+    keyRemovalFailed: (key: string, reason: string, retrying: boolean) =>
+      `could not delete ${key}: ${reason}` + (retrying ? '; retrying until the session ends' : ''),
+    watchRefused: (reason: string) => `etcd refused to create a watch (${reason}); re-authenticating and reopening the watch stream`,
+    etcd3InternalsMissing: (missing: readonly string[]) =>
+      `etcd3's internals changed (missing: ${missing.join(', ')}): the recovery of watches etcd refuses to create ` +
+      '(e.g. after an auth token expired) cannot work with this etcd3 version. Pin etcd3 1.1.x or update nest-etcd-coordination.',
     lostLeadership: (election: string, reason: string) => `lost leadership of "${election}": ${reason}`,
   },
 } as const;

@@ -15,6 +15,8 @@ import {
 } from './coordination.options.js';
 import { createEtcdClientHolder, type EtcdClientHolder } from './etcd/etcd-client.js';
 import { EtcdOps } from './etcd/etcd-ops.js';
+import { EtcdWatches } from './etcd/watch.js';
+import { QueueEngine } from './queue/queue.engine.js';
 import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
@@ -39,6 +41,12 @@ function coreProviders(): Provider[] {
       provide: EtcdOps,
       useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions) => new EtcdOps(holder, options.requestTimeout),
       inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS],
+    },
+    { provide: EtcdWatches, useFactory: (holder: EtcdClientHolder) => new EtcdWatches(holder), inject: [ETCD_CLIENT_HOLDER] },
+    {
+      provide: QueueEngine,
+      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService) => new QueueEngine(ops, watches, sessions),
+      inject: [EtcdOps, EtcdWatches, SessionService],
     },
     ...SERVICES,
     CoordinationExplorer,

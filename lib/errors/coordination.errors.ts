@@ -18,7 +18,8 @@ export type CoordinationErrorCode =
   | 'NOT_LEADER'
   | 'LEADERSHIP_LOST'
   | 'MODULE_NOT_INITIALIZED'
-  | 'INVALID_USAGE';
+  | 'INVALID_USAGE'
+  | 'NAME_IN_USE';
 
 /** Base class of every error this library throws. */
 export class CoordinationError extends Error {
@@ -140,5 +141,23 @@ export class ModuleNotInitializedError extends CoordinationError {
 export class InvalidUsageError extends CoordinationError {
   constructor(message: string) {
     super('INVALID_USAGE', message);
+  }
+}
+
+/**
+ * The name is already in use as another kind (a mutex, read/write lock,
+ * semaphore with another `permits`, or election): the kinds would share etcd
+ * keys. Thrown by every acquire, try-acquire and campaign; nothing is left in etcd.
+ */
+export class NameInUseError extends CoordinationError {
+  constructor(
+    readonly lockName: string,
+    /** The kind that was asked for. */
+    readonly requestedKind: string,
+    /** What the name is in use as. */
+    readonly inUseAs: string,
+    message: string,
+  ) {
+    super('NAME_IN_USE', message);
   }
 }
