@@ -8,7 +8,8 @@ import { KEY_SHAPES } from '../queue/name-registry.js';
 import type { QueueEngine } from '../queue/queue.engine.js';
 import { validateAcquireOptions, type AcquireOptions, type QueueSpec } from '../queue/queue-spec.js';
 import { predecessorPolicy } from '../queue/turn-policy.js';
-import { Leadership } from './leadership.js';
+import { heldInContext } from '../context/coordination.context.js';
+import { Leadership, ReentrantLeadership, type LeadershipContext } from './leadership.js';
 
 /** One campaign in flight, shared by every caller of one election in this application. */
 interface Campaign {
@@ -70,10 +71,17 @@ export class Campaigns {
     return this.running.has(name);
   }
 
+  /** The async-context key of leadership of `name` (re-entry inside `run()`). */
+  contextKey(name: string): string {
+    return this.engine.scoped(`election:${name}`);
+  }
+
   /** Resolves when we lead `name`; see {@link AcquireOptions} for abort and timeout. */
-  async campaign(name: string, value: string, options: AcquireOptions = {}): Promise<Leadership> {
+  async campaign(name: string, value: string, options: AcquireOptions = {}): Promise<LeadershipContext> {
     const timeout = validateAcquireOptions(options, 'campaign');
     if (options.signal?.aborted) throw new LockAbortedError(name, Messages.campaignAborted(name), { cause: options.signal.reason });
+    const outer = heldInContext(this.contextKey(name));
+    if (outer) return new ReentrantLeadership(outer as LeadershipContext);
     const current = this.leadership(name);
     if (current) return current;
     const campaign = this.running.get(name) ?? this.start(name, value);
@@ -91,16 +99,31 @@ export class Campaigns {
       return await raceSignal(campaign.promise, op.signal);
     } catch (err) {
       if (!op.signal.aborted) throw err;
+      campaign.bounded--;
+      // The last caller gave up: withdraw the candidate key, and report only once it is gone.
+      if (campaign.bounded === 0 && campaign.unbounded === 0) {
+        campaign.controller.abort(new LockAbortedError(name, Messages.campaignAborted(name)));
+        // Won just before the withdrawal, with nobody left to use it: resign at once.
+        const won = await campaign.promise.catch(() => undefined);
+        await won?.release();
+      }
       if (op.cause() === 'timeout') throw new LockTimeoutError(name, timeout!, Messages.waitTimeout('election', name, timeout!));
       throw new LockAbortedError(name, Messages.campaignAborted(name), { cause: options.signal?.reason });
     } finally {
-      campaign.bounded--;
+      if (!op.signal.aborted) campaign.bounded--;
       op.dispose();
-      // The last caller gave up: withdraw the candidate key.
-      if (op.signal.aborted && campaign.bounded === 0 && campaign.unbounded === 0) {
-        campaign.controller.abort(new LockAbortedError(name, Messages.campaignAborted(name)));
-      }
     }
+  }
+
+  /** Leadership if we lead, or win at once (nobody else leads or waits); else `null`, leaving no key. */
+  async tryCampaign(name: string, value: string): Promise<LeadershipContext | null> {
+    const outer = heldInContext(this.contextKey(name));
+    if (outer) return new ReentrantLeadership(outer as LeadershipContext);
+    const current = this.leadership(name);
+    if (current) return current;
+    if (this.running.has(name)) return null; // we wait in the queue: somebody else leads
+    const won = (await this.engine.tryAcquire(this.spec(name, value))) as Leadership | null;
+    return won && this.install(won);
   }
 
   private start(name: string, value: string): Campaign {

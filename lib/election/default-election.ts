@@ -111,7 +111,7 @@ export class DefaultElection {
         const campaign = campaigns.campaign(name, identity);
         onCampaign(campaign);
         this.update();
-        const leadership = await campaign;
+        const leadership = (await campaign) as Leadership;
         failures = 0;
         this.leadership = leadership;
         const ended = new Promise<void>((resolve) => leadership.signal.addEventListener('abort', () => resolve(), { once: true }));

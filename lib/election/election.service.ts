@@ -9,7 +9,7 @@ import { SessionService } from '../session/session.service.js';
 import { InvalidUsageError, LeadershipLostError, NotLeaderError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { runWithLeadership } from '../context/coordination.context.js';
-import { oldestHolder, runHeld, type Lockable, type RunOptions } from '../queue/lockable.js';
+import { oldestHolder, runHeld, type Lockable, type RunOptions, type RunTarget } from '../queue/lockable.js';
 import { QueueEngine } from '../queue/queue.engine.js';
 import type { AcquireOptions } from '../queue/queue-spec.js';
 import { Campaigns } from './campaigns.js';
@@ -94,16 +94,23 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
    */
   election(election?: string): Lockable<LeadershipContext> {
     const name = this.electionName(election);
-    const spec = () => this.campaigns.spec(name, this.options.identity);
+    const acquire = (options?: AcquireOptions) => this.campaign(name, options);
+    const tryAcquire = () => this.campaigns.tryCampaign(name, this.options.identity);
+    const target: RunTarget<LeadershipContext> = {
+      kind: 'election',
+      name,
+      contextKey: this.campaigns.contextKey(name),
+      acquire,
+      tryAcquire,
+      heldMessage: () => Messages.electionTaken(name),
+      enter: (hold, fn) => runWithLeadership(name, hold, fn),
+    };
     return {
       name,
       kind: 'election',
-      acquire: (options?: AcquireOptions) => this.campaign(name, options),
-      tryAcquire: async () => this.campaigns.leadership(name) ?? ((await this.engine.tryAcquire(spec())) as LeadershipContext | null),
-      run: (<T>(fn: (hold: LeadershipContext) => Promise<T> | T, options: RunOptions = {}) =>
-        runHeld(this.engine, spec(), (hold) => runWithLeadership(name, hold as LeadershipContext, () => fn(hold as LeadershipContext)), options, () =>
-          Messages.electionTaken(name),
-        )) as Lockable<LeadershipContext>['run'],
+      acquire,
+      tryAcquire,
+      run: (<T>(fn: (hold: LeadershipContext) => Promise<T> | T, options: RunOptions = {}) => runHeld(target, fn, options)) as Lockable<LeadershipContext>['run'],
       holder: () => this.leader(name),
     };
   }

@@ -1,4 +1,4 @@
-import { Hold, type CoordinationHold, type HoldInit } from '../queue/hold.js';
+import { Hold, ReentrantHold, type CoordinationHold, type HoldInit } from '../queue/hold.js';
 import type { KeyHolder } from '../queue/lockable.js';
 
 /**
@@ -67,4 +67,15 @@ export class Leadership extends Hold implements LeadershipContext {
 export function sameLeader(a: LeaderInfo | null, b: LeaderInfo | null): boolean {
   if (a === null || b === null) return a === b;
   return a.key === b.key && a.revision === b.revision && a.value === b.value;
+}
+
+/** Leadership re-entered inside `run()` of the same election: shares the outer one, and its release is a no-op. */
+export class ReentrantLeadership extends ReentrantHold<LeadershipContext> implements LeadershipContext {
+  get election(): string {
+    return this.outer.election;
+  }
+
+  isLeader(): boolean {
+    return this.outer.isLeader();
+  }
 }

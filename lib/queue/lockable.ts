@@ -95,7 +95,18 @@ export class QueueLockable<H extends CoordinationHold> implements Lockable<H> {
   run<T>(fn: (hold: H) => Promise<T> | T, options: RunOptions & { onLocked: 'skip' }): Promise<T | undefined>;
   run<T>(fn: (hold: H) => Promise<T> | T, options?: RunOptions): Promise<T | undefined>;
   run<T>(fn: (hold: H) => Promise<T> | T, options: RunOptions = {}): Promise<T | undefined> {
-    return runHeld(this.engine, this.spec(), fn as (hold: CoordinationHold) => Promise<T> | T, options, this.heldMessage);
+    return runHeld<T, H>(
+      {
+        kind: this.kind,
+        name: this.name,
+        contextKey: this.engine.scoped(this.spec().contextKey),
+        acquire: (opts) => this.acquire(opts),
+        tryAcquire: () => this.tryAcquire(),
+        heldMessage: this.heldMessage,
+      },
+      fn,
+      options,
+    );
   }
 
   holder(): Promise<KeyHolder | null> {
@@ -103,35 +114,45 @@ export class QueueLockable<H extends CoordinationHold> implements Lockable<H> {
   }
 }
 
+/** How {@link runHeld} gets and scopes a hold of one kind. */
+export interface RunTarget<H extends CoordinationHold> {
+  kind: string;
+  name: string;
+  /** The async-context key of the hold (re-entry). */
+  contextKey: string;
+  acquire(options: AcquireOptions): Promise<H>;
+  tryAcquire(): Promise<H | null>;
+  /** The LockHeldError message for `onLocked: 'fail'`. */
+  heldMessage(): string;
+  /** Runs `fn` in extra context of the kind (the election's leadership context). */
+  enter?<T>(hold: H, fn: () => T): T;
+}
+
 /** Acquire per `onLocked`, run `fn` in the hold's async context, always release. */
-export async function runHeld<T>(
-  engine: QueueEngine,
-  spec: QueueSpec<Hold>,
-  fn: (hold: CoordinationHold) => Promise<T> | T,
-  options: RunOptions,
-  heldMessage: () => string,
-): Promise<T | undefined> {
-  if (typeof fn !== 'function') throw new InvalidUsageError(Messages.runNeedsFunction(spec.kind));
+export async function runHeld<T, H extends CoordinationHold>(target: RunTarget<H>, fn: (hold: H) => Promise<T> | T, options: RunOptions): Promise<T | undefined> {
+  if (typeof fn !== 'function') throw new InvalidUsageError(Messages.runNeedsFunction(target.kind));
   const onLocked = options?.onLocked ?? 'wait';
-  let hold: CoordinationHold | null;
+  let hold: H | null;
   switch (onLocked) {
     case 'wait':
-      hold = await engine.acquire(spec, options);
+      hold = await target.acquire(options);
       break;
     case 'skip':
     case 'fail':
-      hold = await engine.tryAcquire(spec);
+      hold = await target.tryAcquire();
       if (!hold) {
         if (onLocked === 'skip') return undefined;
-        throw new LockHeldError(spec.name, heldMessage());
+        throw new LockHeldError(target.name, target.heldMessage());
       }
       break;
     default:
       throw new InvalidUsageError(Messages.invalidOnLocked(onLocked));
   }
+  const held = hold;
   try {
-    return await runWithLock(engine.scoped(spec.contextKey), hold, () => fn(hold!));
+    const run = () => fn(held);
+    return await runWithLock(target.contextKey, held, target.enter ? () => target.enter!(held, run) : run);
   } finally {
-    await hold.release();
+    await held.release();
   }
 }
