@@ -83,9 +83,11 @@ export const ModuleMessages = {
   unsafeCharacter: (kind: UnsafeCharacterKind, codePoint: number, index: number) => unsafeCharacter(kind, codePoint, index),
   unsafeInName: (kind: UnsafeCharacterKind, codePoint: number, index: number) =>
     `${unsafeCharacter(kind, codePoint, index)}; names must be well-formed text without control or format characters`,
-  namespaceSeparator: (namespace: string) =>
-    `${JSON.stringify(visibleText(namespace))} must end with one of / : . - _ ` +
-    `(otherwise "app" and "app1" share a key range); e.g. ${JSON.stringify(visibleText(namespace) + '/')}`,
+  namespaceSeparator: (namespace: string) => {
+    const shown = visibleText(namespace);
+    return `${JSON.stringify(shown)} must end with one of / : . - _ (otherwise namespaces overlap: lock "1job" in ` +
+      `${JSON.stringify(shown)} and lock "job" in ${JSON.stringify(shown + '1')} would be the same key); e.g. ${JSON.stringify(shown + '/')}`;
+  },
   hostUnsafeCharacter: (host: string, kind: UnsafeCharacterKind, codePoint: number, index: number) =>
     `${JSON.stringify(visibleText(host))} ${unsafeCharacter(kind, codePoint, index)}; ` +
     'hosts are not trimmed: write them without white space, e.g. "127.0.0.1:2379,127.0.0.2:2379"',

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { resolveCoordinationOptions, type CoordinationModuleOptions } from '../../lib/coordination.options.js';
 import { InvalidOptionsError } from '../../lib/errors/coordination.errors.js';
+import { namePrefix } from '../../lib/etcd/keys.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_ELECTION,
@@ -68,9 +69,14 @@ describe('resolveCoordinationOptions: namespace', () => {
   });
 
   it('refuses a namespace without a trailing separator ("app" would contain "app1"\'s keys)', () => {
-    refuses({ namespace: 'app' }, 'namespace', /"app" must end with one of \/ : \. - _ .*"app" and "app1" share a key range.*"app\/"/);
+    refuses({ namespace: 'app' }, 'namespace', /"app" must end with one of \/ : \. - _ .*lock "1job" in "app" and lock "job" in "app1" would be the same key.*e\.g\. "app\/"/);
     refuses({ namespace: 'app1' }, 'namespace', /must end with one of/);
     refuses({ namespace: 'a/b' }, 'namespace', /must end with one of/);
+  });
+
+  it('why: without a separator, two namespaces share keys', () => {
+    assert.deepEqual(namePrefix('app', '1job'), namePrefix('app1', 'job'));
+    assert.notDeepEqual(namePrefix('app/', '1job'), namePrefix('app1/', 'job'));
   });
 
   it('refuses lone surrogates, C0, C1 and format characters, saying where', () => {
