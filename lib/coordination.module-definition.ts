@@ -21,8 +21,6 @@ export interface CoordinationModuleExtras {
 export const {
   ConfigurableModuleClass: CoordinationConfigurableModule,
   MODULE_OPTIONS_TOKEN,
-  OPTIONS_TYPE,
-  ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<CoordinationModuleOptions>({
   moduleName: 'Coordination',
   optionsInjectionToken: COORDINATION_MODULE_OPTIONS,

@@ -13,6 +13,8 @@ import {
   InvalidOptionsError,
   InvalidUsageError,
   LockService,
+  WithLock,
+  currentLock,
   SessionService,
   type CoordinationModuleOptions,
   type CoordinationOptionsFactory,
@@ -247,6 +249,21 @@ describe('CoordinationModule', () => {
     assert.equal(await leaseCount(), before + 1);
     const elections = app.get(ElectionService);
     assert.ok(elections instanceof ElectionService);
+  });
+
+  it('decorated providers are bound with forRootAsync too (the explorer is a core provider)', async () => {
+    @Injectable()
+    class Jobs {
+      @WithLock('module-job')
+      async run(): Promise<string | undefined> {
+        return currentLock()?.name;
+      }
+    }
+    const { ConfigModule } = configModule(base());
+    @Module({ providers: [Jobs] })
+    class JobsModule {}
+    const app = await boot([CoordinationModule.forRootAsync({ imports: [ConfigModule], inject: [CONFIG], useFactory: (c: CoordinationModuleOptions) => c }), JobsModule]);
+    assert.equal(await app.get(Jobs).run(), 'module-job');
   });
 
   it('two separate applications in one process each have their own module and session', async () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { ClassProvider, DynamicModule, FactoryProvider, Provider, ValueProvider } from '@nestjs/common';
 import { DiscoveryModule, type DiscoveryService } from '@nestjs/core';
 import { CoordinationModule } from '../../lib/coordination.module.js';
+import { MODULE_OPTIONS_TOKEN } from '../../lib/coordination.module-definition.js';
 import { COORDINATION_MODULE_INSTANCE, COORDINATION_MODULE_OPTIONS } from '../../lib/coordination.constants.js';
 import { ElectionService } from '../../lib/election/election.service.js';
 import { LockService } from '../../lib/lock/lock.service.js';
@@ -23,6 +24,9 @@ class Config implements CoordinationOptionsFactory {
 
 describe('CoordinationModule definition (ConfigurableModuleBuilder)', () => {
   it('forRoot: global by default, options under the public token without isGlobal, DiscoveryModule, services exported', () => {
+    // The builder would make a random token without optionsInjectionToken; ours is public and stable.
+    assert.equal(MODULE_OPTIONS_TOKEN, COORDINATION_MODULE_OPTIONS);
+    assert.equal(COORDINATION_MODULE_OPTIONS, Symbol.for('nest-etcd-coordination:options'));
     const definition = CoordinationModule.forRoot({ namespace: 'a/', isGlobal: true });
     assert.equal(definition.module, CoordinationModule);
     assert.equal(definition.global, true);
