@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inject, Injectable, Module, type Type } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { LazyModuleLoader, NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
 import { etcdFixture, freePorts } from './harness/etcd.js';
 import {
@@ -235,6 +235,17 @@ describe('CoordinationModule', () => {
     await assert.rejects(boot([CoordinationModule.forRoot({ ...unreachable, namespace: 'root/' }), Feature]), assertImportedTwice);
     const elapsed = Date.now() - started;
     assert.ok(elapsed < 1_500, `refusal took ${elapsed} ms`);
+  });
+
+  it('a lazily loaded module with its own CoordinationModule is refused too, and the running one keeps working', async () => {
+    const app = await boot([CoordinationModule.forRoot(base())]);
+    const before = await leaseCount();
+    @Module({ imports: [CoordinationModule.forRoot({ ...base(), isGlobal: false })] })
+    class LazyFeature {}
+    await assert.rejects(app.get(LazyModuleLoader).load(() => LazyFeature), assertImportedTwice);
+    assert.equal(await leaseCount(), before);
+    const handle = await app.get(LockService).acquire('after-lazy');
+    await handle.release();
   });
 
   it('one forRoot value imported by two modules is one instance with one session', async () => {
