@@ -18,6 +18,8 @@ export interface CoordinationModuleOptions {
   /**
    * etcd endpoints, `host:port` or `http(s)://host:port`. Default: the
    * comma-separated env `ETCD_HOSTS`, else `127.0.0.1:2379`. Not allowed with `client`.
+   * Not trimmed: white space or a control character anywhere (`'a:1, b:2'`,
+   * a trailing newline) is refused; credentials go in `auth`, not in a host.
    */
   hosts?: string | string[];
   /** etcd user name and password (etcd "simple" auth). Never logged. */
@@ -32,12 +34,16 @@ export interface CoordinationModuleOptions {
   /**
    * Prefix of every key this module writes, e.g. `'myapp/'`. Default `''`.
    * A non-empty namespace must end with one of `/ : . - _`, so that two
-   * namespaces never share a key range (`app` would contain `app1`'s keys).
+   * namespaces never share keys (lock `1job` in `app` would otherwise be
+   * lock `job` in `app1`). Well-formed text without control or format characters.
    */
   namespace?: string;
   /** TTL of the session lease in seconds (integer, 2..3600). Default 10. */
   sessionTtl?: number;
-  /** This instance's name, stored as the value of its lock and candidate keys. Default `<hostname>:<pid>`. */
+  /**
+   * This instance's name, stored as the value of its lock and candidate keys. Default `<hostname>:<pid>`.
+   * Well-formed text without control or format characters, at most 256 characters.
+   */
   identity?: string;
   /** How long bootstrap waits for etcd before failing, in ms. Default 5000. */
   connectTimeout?: number;
