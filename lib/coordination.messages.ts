@@ -95,3 +95,65 @@ function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value);
   return `of type ${value === null ? 'null' : typeof value}`;
 }
+
+// ---------------------------------------------------------------------------
+// Module definition, names and options (issues 11.4, 11.6, 12.5, 17.5).
+// A separate object so that other engineers' additions to `Messages` merge
+// without conflicts.
+// ---------------------------------------------------------------------------
+
+/** Why a character is refused in a name, namespace, identity or host. */
+export type UnsafeCharacterKind = 'lone surrogate' | 'control character' | 'format character' | 'line separator' | 'white space';
+
+/** Texts of the module definition and of name/option validation. */
+export const ModuleMessages = {
+  /** Two CoordinationModule instances in one application (issue 12.5). */
+  moduleImportedTwice: (instances: number) =>
+    `CoordinationModule is imported twice in this application (${instances} instances). ` +
+    'Each instance opens its own etcd session, so ElectionService.isLeader() could follow one session ' +
+    'while @LeaderOnly follows the other. Import CoordinationModule once, in the root module: it is global ' +
+    '(isGlobal defaults to true), so every module can inject LockService and ElectionService without importing it. ' +
+    'If the options come from another module, use CoordinationModule.forRootAsync({ imports: [ConfigModule], ' +
+    'inject: [ConfigService], useFactory: ... }) in the root module, or share one CoordinationModule.forRoot(...) ' +
+    'value instead of calling forRoot in each module.',
+  forRootAsyncWays: (given: readonly string[]) =>
+    `needs exactly one of useFactory, useClass, useExisting (got ${given.length ? given.join(', ') : 'none'})`,
+  isGlobalNotBoolean: (value: unknown) => `must be a boolean, got ${value === null ? 'null' : typeof value}`,
+  optionsNotObject: () => 'must be an object',
+  /** e.g. "contains U+200B (format character) at index 3". */
+  unsafeCharacter: (kind: UnsafeCharacterKind, codePoint: number, index: number) => unsafeCharacter(kind, codePoint, index),
+  unsafeInName: (kind: UnsafeCharacterKind, codePoint: number, index: number) =>
+    `${unsafeCharacter(kind, codePoint, index)}; names must be well-formed text without control or format characters`,
+  namespaceSeparator: (namespace: string) => {
+    const shown = visibleText(namespace);
+    return `${JSON.stringify(shown)} must end with one of / : . - _ (otherwise namespaces overlap: lock "1job" in ` +
+      `${JSON.stringify(shown)} and lock "job" in ${JSON.stringify(shown + '1')} would be the same key); e.g. ${JSON.stringify(shown + '/')}`;
+  },
+  hostUnsafeCharacter: (host: string, kind: UnsafeCharacterKind, codePoint: number, index: number) =>
+    `${JSON.stringify(visibleText(host))} ${unsafeCharacter(kind, codePoint, index)}; ` +
+    'hosts are not trimmed: write them without white space, e.g. "127.0.0.1:2379,127.0.0.2:2379"',
+  hostHasCredentials: () =>
+    'must not contain "user:password@" (the value is not shown because it may hold a password); use the "auth" option',
+  environmentVariable: (problem: string) => `environment variable: ${problem}`,
+  /**
+   * `value` with every character that JSON.stringify leaves as is but that
+   * would be invisible or reorder text in a log line (C1, format characters,
+   * line separators) written as `<U+XXXX>`.
+   */
+  visibleText: (value: string) => visibleText(value),
+} as const;
+
+function unsafeCharacter(kind: UnsafeCharacterKind, codePoint: number, index: number): string {
+  return kind === 'lone surrogate'
+    ? `contains a lone surrogate ${codePointLabel(codePoint)} at index ${index} (not well-formed UTF-16; ` +
+      'it would be written to etcd as U+FFFD, so different names would share one key)'
+    : `contains ${codePointLabel(codePoint)} (${kind}) at index ${index}`;
+}
+
+function codePointLabel(codePoint: number): string {
+  return `U+${codePoint.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+function visibleText(value: string): string {
+  return value.replace(/[\u0080-\u009f\p{Cf}\u2028\u2029]/gu, (ch) => `<${codePointLabel(ch.codePointAt(0)!)}>`);
+}
