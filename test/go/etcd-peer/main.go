@@ -40,7 +40,8 @@ type peer struct {
 	session *concurrency.Session
 	id      string
 
-	outMu sync.Mutex
+	outMu    sync.Mutex
+	shutOnce sync.Once
 
 	mu        sync.Mutex
 	mutexes   map[string]*concurrency.Mutex    // by name: one key per session and name, as in Go
@@ -296,17 +297,20 @@ func (p *peer) counter(c command) {
 }
 
 // shutdown revokes the lease (deleting every key of this session) and closes the client.
+// Once: the close command and the end of stdin may both ask for it.
 func (p *peer) shutdown() {
-	done := make(chan struct{})
-	go func() {
-		p.session.Close()
-		p.cli.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-	}
+	p.shutOnce.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			p.session.Close()
+			p.cli.Close()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+		}
+	})
 }
 
 func main() {
