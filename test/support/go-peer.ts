@@ -72,6 +72,10 @@ export function prepareGoPeer(): GoPeerBuild {
     return { buildError: `go build in ${PEER_SOURCE_DIR} failed: ${build.error?.message ?? ''}\n${build.stderr}` };
   }
   renameSync(partial, binary);
+  // Binaries of older sources are never used again.
+  for (const stale of readdirSync(BIN_CACHE_DIR)) {
+    if (/^etcd-peer-[0-9a-f]{16}$/.test(stale) && path.join(BIN_CACHE_DIR, stale) !== binary) rmSync(path.join(BIN_CACHE_DIR, stale), { force: true });
+  }
   return { binary };
 }
 
