@@ -4,6 +4,8 @@
 // API (lib/index.ts) is used on our side.
 //
 // Without a Go toolchain (and no way to install one) every test is skipped, saying why.
+// The first run on a machine builds the Go peer (about a minute on a busy 2-core machine), and
+// that counts against the file's TEST_TIMEOUT; prebuild with `node build/test/support/go-peer.js`.
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
@@ -46,11 +48,15 @@ async function within<T>(what: string, promise: Promise<T>, ms = 10_000): Promis
   }
 }
 
+// Started at load, so a first (cold, about a minute) build overlaps with starting etcd; the
+// `before` below waits for it. Re-runs find the binary in .cache/go-bin.
+const preparing = prepareGoPeer();
+
 describe('interop with Go services using etcd\'s own Go recipes (real etcd, real Go client)', () => {
   const etcd = etcdFixture();
   let go: GoPeerBuild = { unavailable: 'before() did not run' };
-  before(() => {
-    go = prepareGoPeer();
+  before(async () => {
+    go = await preparing;
   }, { timeout: 600_000 });
   // One client for looking at etcd from the outside (the tests poll it often).
   let rawEtcd: Etcd3 | undefined;

@@ -10,10 +10,11 @@
 //   await peer.close();                                 // revokes its lease, waits for exit
 //
 // The peer exits by itself when its stdin closes, so it cannot outlive the test process.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { parseJsonObject, type JsonMessage } from '../harness/child.js';
 import { registerCleanup, signalPid } from '../harness/cleanup.js';
@@ -37,17 +38,26 @@ export type GoPeerBuild =
 
 /**
  * Runs scripts/ensure-go.sh, then builds test/go/etcd-peer unless a binary built from the same
- * sources (and the same Go version) is already in .cache/go-bin.
+ * sources (and the same Go version) is already in .cache/go-bin. Never rejects.
+ *
+ * A cold build of etcd's client (grpc, protobuf, zap, ...) takes about a minute on a busy
+ * 2-core machine, which counts against the test file's timeout; warm, it is instant. To build
+ * ahead of the tests: `node build/test/support/go-peer.js`.
  */
-export function prepareGoPeer(): GoPeerBuild {
-  const ensure = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-go.sh')], { cwd: REPO_ROOT, encoding: 'utf8' });
-  if (ensure.error || ensure.status !== 0) {
-    const why = ensure.error?.message ?? lastLine(ensure.stderr) ?? `ensure-go.sh exited with ${ensure.status}`;
-    return { unavailable: why };
+export async function prepareGoPeer(): Promise<GoPeerBuild> {
+  try {
+    return await buildGoPeer();
+  } catch (err) {
+    return { buildError: `preparing the Go peer failed: ${(err as Error).stack ?? String(err)}` };
   }
+}
+
+async function buildGoPeer(): Promise<GoPeerBuild> {
+  const ensure = await run('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-go.sh')], { cwd: REPO_ROOT });
+  if (ensure.code !== 0) return { unavailable: lastLine(ensure.stderr) ?? `ensure-go.sh exited with ${ensure.code}` };
   const goBin = process.env.GO ?? 'go';
-  const version = spawnSync(goBin, ['version'], { encoding: 'utf8' });
-  if (version.error || version.status !== 0) return { unavailable: `${goBin} version failed: ${version.error?.message ?? version.stderr}` };
+  const version = await run(goBin, ['version']);
+  if (version.code !== 0) return { unavailable: `${goBin} version failed: ${lastLine(version.stderr) ?? version.code}` };
 
   const hash = createHash('sha256').update(version.stdout).update(GOCODE_ROOT);
   for (const file of readdirSync(PEER_SOURCE_DIR).filter((f) => f.endsWith('.go')).sort()) {
@@ -61,15 +71,13 @@ export function prepareGoPeer(): GoPeerBuild {
   // Build next to the target and rename: a concurrent or interrupted build never leaves a
   // half-written binary under the final name.
   const partial = `${binary}.${process.pid}.tmp`;
-  const build = spawnSync(goBin, ['build', '-o', partial, '.'], {
+  const build = await run(goBin, ['build', '-o', partial, '.'], {
     cwd: PEER_SOURCE_DIR,
-    encoding: 'utf8',
-    env: { ...process.env, GO111MODULE: 'off', GOPATH: GOCODE_ROOT, GOCACHE: GO_BUILD_CACHE, GOFLAGS: '', CGO_ENABLED: '0' },
-    timeout: 300_000,
+    env: { ...process.env, GO111MODULE: 'off', GOPATH: GOCODE_ROOT, GOCACHE: GO_BUILD_CACHE, GOFLAGS: '' },
   });
-  if (build.error || build.status !== 0) {
+  if (build.code !== 0) {
     rmSync(partial, { force: true });
-    return { buildError: `go build in ${PEER_SOURCE_DIR} failed: ${build.error?.message ?? ''}\n${build.stderr}` };
+    return { buildError: `go build in ${PEER_SOURCE_DIR} failed (exit ${build.code}):\n${build.stderr}` };
   }
   renameSync(partial, binary);
   // Binaries of older sources are never used again.
@@ -77,6 +85,34 @@ export function prepareGoPeer(): GoPeerBuild {
     if (/^etcd-peer-[0-9a-f]{16}$/.test(stale) && path.join(BIN_CACHE_DIR, stale) !== binary) rmSync(path.join(BIN_CACHE_DIR, stale), { force: true });
   }
   return { binary };
+}
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion (asynchronously: the test process's timers keep running). */
+function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const unregister = registerCleanup(() => {
+      signalPid(child.pid, 'SIGKILL');
+    });
+    child.on('error', (err) => {
+      unregister();
+      resolve({ code: 127, stdout, stderr: `${stderr}${cmd}: ${err.message}\n` });
+    });
+    child.on('close', (code, signal) => {
+      unregister();
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+  });
 }
 
 function lastLine(text: string | undefined): string | undefined {
@@ -248,4 +284,12 @@ function toPredicate(matcher: GoMatcher): (message: JsonMessage) => boolean {
 
 function describeMatcher(matcher: GoMatcher): string {
   return typeof matcher === 'function' ? 'a matching message' : JSON.stringify(matcher);
+}
+
+// `node build/test/support/go-peer.js`: build (or find) the peer ahead of the tests.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const result = await prepareGoPeer();
+  if (result.binary) console.log(`go-peer: ${result.binary}`);
+  else console.error(`go-peer: ${result.unavailable ?? result.buildError}`);
+  process.exitCode = result.binary ? 0 : 1;
 }
