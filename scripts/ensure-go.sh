@@ -11,8 +11,9 @@
 # install. Env: GO (the go binary, default: PATH, then /usr/lib/go/bin/go), GOCODE_ROOT
 # (default /usr/share/gocode).
 #
-# Prints one line "ensure-go: go <version> at <path>; etcd Go sources <version> at <dir>" on
-# success; exits non-zero with the reason on stderr otherwise.
+# On success prints "ensure-go: go <version> at <path>; etcd Go sources <version> at <dir>" and
+# "ensure-go: use GO=<go binary> GOPATH=<dir> GO111MODULE=off" (what to build with); exits
+# non-zero with the reason on stderr otherwise.
 set -euo pipefail
 
 APT_PACKAGES=(golang-go golang-etcd-server-dev)
@@ -104,3 +105,5 @@ go_version="$("$GO_BIN" version 2>/dev/null || true)"
 [[ "$go_version" == go\ version\ * ]] || die "$GO_BIN version did not report a Go version (got: ${go_version:-nothing})"
 etcd_version="$(sed -n 's/^[[:space:]]*Version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$ETCD_SRC/version/version.go" 2>/dev/null | head -n 1 || true)"
 say "${go_version#go version } at $GO_BIN; etcd Go sources ${etcd_version:-(unknown version)} at $ETCD_SRC"
+# For callers (test/support/go-peer.ts): what to build with.
+say "use GO=$GO_BIN GOPATH=$GOCODE_ROOT GO111MODULE=off"

@@ -55,11 +55,14 @@ export async function prepareGoPeer(): Promise<GoPeerBuild> {
 async function buildGoPeer(): Promise<GoPeerBuild> {
   const ensure = await run('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-go.sh')], { cwd: REPO_ROOT });
   if (ensure.code !== 0) return { unavailable: lastLine(ensure.stderr) ?? `ensure-go.sh exited with ${ensure.code}` };
-  const goBin = process.env.GO ?? 'go';
+  // The script says which go binary and GOPATH it found (go may not be on PATH).
+  const use = /^ensure-go: use GO=(\S+) GOPATH=(\S+)/m.exec(ensure.stdout);
+  const goBin = use?.[1] ?? process.env.GO ?? 'go';
+  const gopath = use?.[2] ?? GOCODE_ROOT;
   const version = await run(goBin, ['version']);
   if (version.code !== 0) return { unavailable: `${goBin} version failed: ${lastLine(version.stderr) ?? version.code}` };
 
-  const hash = createHash('sha256').update(version.stdout).update(GOCODE_ROOT);
+  const hash = createHash('sha256').update(version.stdout).update(gopath);
   for (const file of readdirSync(PEER_SOURCE_DIR).filter((f) => f.endsWith('.go')).sort()) {
     hash.update(file).update(readFileSync(path.join(PEER_SOURCE_DIR, file)));
   }
@@ -73,7 +76,7 @@ async function buildGoPeer(): Promise<GoPeerBuild> {
   const partial = `${binary}.${process.pid}.tmp`;
   const build = await run(goBin, ['build', '-o', partial, '.'], {
     cwd: PEER_SOURCE_DIR,
-    env: { ...process.env, GO111MODULE: 'off', GOPATH: GOCODE_ROOT, GOCACHE: GO_BUILD_CACHE, GOFLAGS: '' },
+    env: { ...process.env, GO111MODULE: 'off', GOPATH: gopath, GOCACHE: GO_BUILD_CACHE, GOFLAGS: '' },
   });
   if (build.code !== 0) {
     rmSync(partial, { force: true });

@@ -2,7 +2,7 @@
 // concurrency.Election, contrib/recipes.RWMutex), driven by the interop tests over JSON lines:
 // one command per line on stdin, one message per line on stdout (like test/fixtures/*-worker.ts).
 //
-//   etcd-peer -endpoints 127.0.0.1:2379 -ttl 5 -id go1
+//	etcd-peer -endpoints 127.0.0.1:2379 -ttl 5 -id go1
 //
 // One process = one concurrency.Session (one lease), as a real Go service would have. Every
 // command runs in its own goroutine, so a blocked Lock or Campaign does not stop the next
@@ -12,8 +12,25 @@
 // carries "at" (Unix ms). The process exits when stdin closes (the test process died), after
 // trying to revoke its lease.
 //
+// Commands ({"type": ..., "name": <prefix without "/">, "tag": <id of a read/write hold or observer>})
+// and their replies (every reply echoes name and tag; a failure replies {"type":"error",...}):
+//
+//	lock / unlock               concurrency.Mutex     -> locked {key, rev} / unlocked
+//	counter {key, rounds}       rounds x (Lock; get key; put key+1; Unlock) -> counted
+//	campaign {value}            Election.Campaign     -> elected {key, rev, value}
+//	proclaim {value} / resign   Election              -> proclaimed / resigned
+//	leader                      Election.Leader       -> leader {key, value, rev} or {none: true}
+//	observe / unobserve         Election.Observe      -> observing, observed {key, value, rev}..., observe-ended
+//	rlock / runlock             recipe.RWMutex (tag)  -> rlocked / runlocked
+//	wlock / wunlock             recipe.RWMutex (tag)  -> wlocked / wunlocked
+//	close                       revoke the lease, exit -> closed
+//
+// On start: ready {id, pid, lease (hex, as in keys), leaseId (decimal)}; session-ended when
+// the session's keepalive stops.
+//
 // Built in GOPATH mode against Debian's golang-etcd-server-dev (etcd 3.4.23 sources):
-//   GO111MODULE=off GOPATH=/usr/share/gocode go build
+//
+//	GO111MODULE=off GOPATH=/usr/share/gocode go build
 package main
 
 import (
