@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
 import { etcdFixture } from './harness/etcd.js';
 import { spawnNodeScript, type NodeProcess } from './harness/processes.js';
-import { ElectionService, LockService, SessionService, type LeaderInfo, type LockHandle } from '../lib/index.js';
+import { ElectionService, LockService, LockTimeoutError, SessionService, type LeaderInfo, type LockHandle } from '../lib/index.js';
 import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 import { prepareGoPeer, startGoPeer, type GoPeer, type GoPeerBuild } from './support/go-peer.js';
 
@@ -222,6 +222,48 @@ describe('interop with Go services using etcd\'s own Go recipes (real etcd, real
       for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `token ${tokens[i]} > ${tokens[i - 1]}`);
       assert.deepEqual(await keys(prefix), []);
     }, 'mutex-fifo');
+
+    goTest('a waiter that gives up mid-queue lets nobody in early, Go\'s or ours', async (ns) => {
+      const prefix = `${ns}q/`;
+      const a = await ourApp(ns, 'holder');
+      const held = await a.locks.acquire('q');
+
+      // A Go waiter gives up (its Lock's context expires) with one of ours queued behind it.
+      const { peer: quitter } = await goPeer('go-quitter');
+      quitter.send({ type: 'lock', name: `${ns}q`, timeoutMs: 1_500 });
+      await waitForKeyCount(prefix, 2, 'Go waiter queued');
+      const b = await ourApp(ns, 'patient');
+      let bHandle: LockHandle | undefined;
+      const bWaits = track(b.locks.acquire('q').then((h) => (bHandle = h)));
+      await waitForKeyCount(prefix, 3, 'our waiter queued behind the Go waiter');
+      await quitter.waitForMessage({ type: 'lock-timeout' }, 10_000);
+      await waitForKeyCount(prefix, 2, 'Go\'s Lock removed its waiter key when it gave up');
+      await delay(500);
+      assert.equal(bWaits.settled, false, 'our waiter whose predecessor (a waiter) left must still wait for the holder');
+
+      // One of ours gives up (timeout) with a Go waiter queued behind it.
+      const c = await ourApp(ns, 'impatient');
+      const cWaits = track(c.locks.acquire('q', { timeout: 1_500 }));
+      await waitForKeyCount(prefix, 3, 'our impatient waiter queued');
+      const { peer: goWaiter } = await goPeer('go-patient');
+      goWaiter.send({ type: 'lock', name: `${ns}q` });
+      await waitForKeyCount(prefix, 4, 'Go waiter queued behind our impatient one');
+      await within('our impatient waiter times out', cWaits.promise.catch(() => undefined), 10_000);
+      assert.ok(cWaits.error instanceof LockTimeoutError, `expected LockTimeoutError, got ${String(cWaits.error)}`);
+      await waitForKeyCount(prefix, 3, 'our timed-out waiter key removed');
+      await delay(500);
+      assert.equal(goWaiter.has('locked'), false, 'the Go waiter whose predecessor (a waiter) left must still wait for the holder');
+
+      await held.release();
+      await within('our patient waiter gets the lock', bWaits.promise);
+      await delay(300);
+      assert.equal(goWaiter.has('locked'), false, 'the Go waiter waits for our patient waiter');
+      await bHandle!.release();
+      await goWaiter.waitForMessage('locked');
+      goWaiter.send({ type: 'unlock', name: `${ns}q` });
+      await goWaiter.waitForMessage('unlocked');
+      assert.deepEqual(await keys(prefix), []);
+    }, 'mutex-giveup');
 
     goTest('a shared counter incremented by Go and Node processes under one lock name loses no update', async (ns) => {
       const rounds = 15;

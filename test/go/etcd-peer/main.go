@@ -15,7 +15,7 @@
 // Commands ({"type": ..., "name": <prefix without "/">, "tag": <id of a read/write hold or observer>})
 // and their replies (every reply echoes name and tag; a failure replies {"type":"error",...}):
 //
-//	lock / unlock               concurrency.Mutex     -> locked {key, rev} / unlocked
+//	lock [timeoutMs] / unlock   concurrency.Mutex     -> locked {key, rev} or lock-timeout / unlocked
 //	counter {key, rounds}       rounds x (Lock; get key; put key+1; Unlock) -> counted
 //	campaign {value}            Election.Campaign     -> elected {key, rev, value}
 //	proclaim {value} / resign   Election              -> proclaimed / resigned
@@ -155,8 +155,19 @@ func (p *peer) handle(c command) {
 	switch c.str("type") {
 	case "lock":
 		m := p.mutex(name)
-		// No timeout: a waiter waits as long as the holder holds.
-		if err := m.Lock(context.Background()); err != nil {
+		// Without timeoutMs a waiter waits as long as the holder holds. With it, Go's Lock gives
+		// up when its context expires and deletes its waiter key (Mutex.Lock calls Unlock).
+		ctx := context.Background()
+		if ms, ok := c["timeoutMs"].(float64); ok && ms > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+			defer cancel()
+		}
+		if err := m.Lock(ctx); err != nil {
+			if ctx.Err() != nil {
+				reply("lock-timeout", map[string]interface{}{"message": err.Error()})
+				return
+			}
 			p.fail(c, err)
 			return
 		}
