@@ -137,6 +137,16 @@ async function setup(build, files) {
   if (build && (await run(process.execPath, [path.join('scripts', 'build.mjs'), ...projects])) !== 0) {
     throw new SetupError('build failed (see tsc output above)');
   }
+  // The Go interop tests need Go and etcd's Go sources (installed by ensure-go.sh) and a built
+  // Go peer. Build it here, outside the per-file time limit (a cold build takes a minute). If Go
+  // cannot be had, the tests themselves say so and are skipped.
+  if (files.some((f) => f.includes('go-interop'))) {
+    if ((await run('bash', [path.join('scripts', 'ensure-go.sh')])) !== 0) {
+      console.log('test: Go is not available (see ensure-go output above): the Go interop tests will be skipped');
+    } else if ((await run(process.execPath, [path.join('build', 'test', 'support', 'go-peer.js')])) !== 0) {
+      console.log('test: building the Go peer failed (see above): the Go interop tests will fail');
+    }
+  }
 }
 
 async function runTests(files, nodeFlags) {

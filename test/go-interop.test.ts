@@ -10,7 +10,8 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
 import { etcdFixture } from './harness/etcd.js';
-import { spawnNodeScript, type NodeProcess } from './harness/processes.js';
+import type { NodeProcess } from './harness/processes.js';
+import { spawnWorker } from './support/workers.js';
 import { ElectionService, LockService, LockTimeoutError, SessionService, type LeaderInfo, type LockHandle } from '../lib/index.js';
 import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 import { prepareGoPeer, startGoPeer, type GoPeer, type GoPeerBuild } from './support/go-peer.js';
@@ -270,7 +271,7 @@ describe('interop with Go services using etcd\'s own Go recipes (real etcd, real
       const counterKey = `${ns}counter-value`; // outside the lock's range <ns>counter/
       const gos = await Promise.all(['go-a', 'go-b'].map((id) => goPeer(id)));
       workers = ['node-a', 'node-b'].map((id) =>
-        spawnNodeScript('test/fixtures/lock-worker.js', { args: [etcd().endpoint, ns, id, String(TTL)], name: id }),
+        spawnWorker({ use: ['locks', 'contention'], hosts: etcd().endpoint, namespace: ns, identity: id, ttl: TTL }),
       );
       await Promise.all(workers.map((w) => w.waitForMessage('ready', 30_000)));
 
@@ -305,7 +306,7 @@ describe('interop with Go services using etcd\'s own Go recipes (real etcd, real
       await handle.release();
 
       // One of ours dies (a worker process): a Go waiter gets the lock the same way.
-      const doomed = spawnNodeScript('test/fixtures/lock-worker.js', { args: [etcd().endpoint, ns, 'node-doomed', String(ttl)], name: 'node-doomed' });
+      const doomed = spawnWorker({ use: ['locks'], hosts: etcd().endpoint, namespace: ns, identity: 'node-doomed', ttl });
       workers.push(doomed);
       await doomed.waitForMessage('ready', 30_000);
       doomed.send({ type: 'acquire', name: 'crash' });
