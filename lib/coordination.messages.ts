@@ -35,6 +35,12 @@ export const Messages = {
     'Import CoordinationModule.forRoot(...) (or forRootAsync) in your root module. The method was NOT run.',
   decoratedMethodNotAsync: (decorator: string, target: string) =>
     `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  // ---- etcd history reset (issue 17)
+  historyReset: (hosts: readonly string[], previousCluster: string, cluster: string, previousRevision: bigint, revision: bigint) =>
+    `etcd at ${hosts.join(', ')} lost or rolled back its history ` +
+    (previousCluster !== cluster ? `(cluster id changed from ${previousCluster} to ${cluster})` : `(revision ${revision} after ${previousRevision} was seen)`) +
+    ': its data was wiped or restored from an older snapshot. Every lock and leadership of this application was given up. ' +
+    'Fencing tokens start lower now: if you fence with them, raise the fencingEpoch option (see docs/faults.md).',
   // ---- queue engine, watches, elections (issue 11)
   nameInUse: (name: string, kind: string, other: string) =>
     `The name "${name}" is already in use as ${other}; it cannot be used as a ${kind} at the same time ` +

@@ -17,6 +17,7 @@ import {
 import { createEtcdClientHolder, type EtcdClientHolder } from './etcd/etcd-client.js';
 import { EtcdOps } from './etcd/etcd-ops.js';
 import { EtcdWatches } from './etcd/watch.js';
+import { HistoryGuard } from './etcd/history-guard.js';
 import { QueueEngine } from './queue/queue.engine.js';
 import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
@@ -77,9 +78,11 @@ function coreProviders(): Provider[] {
     },
     {
       provide: EtcdOps,
-      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions) => new EtcdOps(holder, options.requestTimeout),
-      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS],
+      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions, history: HistoryGuard) =>
+        new EtcdOps(holder, options.requestTimeout, history, options.fencingEpoch),
+      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS, HistoryGuard],
     },
+    { provide: HistoryGuard, useFactory: () => new HistoryGuard() },
     { provide: EtcdWatches, useFactory: (holder: EtcdClientHolder) => new EtcdWatches(holder), inject: [ETCD_CLIENT_HOLDER] },
     {
       provide: QueueEngine,

@@ -12,6 +12,7 @@ import {
 import { InvalidOptionsError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
+import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -54,6 +55,14 @@ export interface CoordinationModuleOptions {
    * `@LeaderOnly()` and `leader$`. `false` turns the default election off. Default `'leader'`.
    */
   election?: string | false;
+  /**
+   * Added to every fencing token, in its high bits (token = epoch × 2^48 +
+   * create revision), 0 to 32767. Default 0: tokens are etcd's revisions, as
+   * in Go. Raise it (the same value on every instance) after etcd's data was
+   * wiped or restored from an older snapshot, so tokens keep growing for the
+   * resources you fence (see docs/faults.md).
+   */
+  fencingEpoch?: number;
   /** Make the module global (default true). */
   isGlobal?: boolean;
 }
@@ -90,11 +99,12 @@ export interface ResolvedCoordinationOptions {
   connectTimeout: number;
   requestTimeout: number;
   election: string | false;
+  fencingEpoch: number;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
-  'connectTimeout', 'requestTimeout', 'election', 'isGlobal',
+  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -235,5 +245,6 @@ export function resolveCoordinationOptions(
     connectTimeout: integerIn('connectTimeout', input.connectTimeout, 100, 600_000, DEFAULT_CONNECT_TIMEOUT_MS),
     requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
     election,
+    fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
   };
 }

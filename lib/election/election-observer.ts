@@ -34,7 +34,7 @@ export function observeLeader(ops: EtcdOps, watches: EtcdWatches, prefix: Buffer
             `observe election "${name}"`,
           );
           const kv = res.responses[0]!.response_range.kvs[0];
-          publish(kv ? toKeyHolder(kv) : null);
+          publish(kv ? toKeyHolder(kv, ops) : null);
           fromRevision = BigInt(res.header.revision) + 1n;
           failures = 0;
         } catch {
@@ -46,7 +46,7 @@ export function observeLeader(ops: EtcdOps, watches: EtcdWatches, prefix: Buffer
           const key = kv.key.toString('utf8');
           if (type === 'delete') return key === leader?.key; // the leader left: re-read
           // The first candidate after an empty election leads; a PUT of the leader's key is a proclamation.
-          if (leader === null || key === leader.key) publish(toKeyHolder(kv));
+          if (leader === null || key === leader.key) publish(toKeyHolder(kv, ops));
           return false;
         });
         if (end === 'failed') await sleep(200, op.signal).catch(() => undefined);

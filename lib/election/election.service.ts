@@ -138,7 +138,7 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
     const leadership = this.campaigns.leadership(name);
     if (!leadership) throw new NotLeaderError(name, Messages.notLeader(name));
     const ok = await this.ops.putIfRevision(
-      leadership.keyBytes, leadership.fencingToken, Buffer.from(value), leadership.session.leaseId, `proclaim in election "${name}"`,
+      leadership.keyBytes, leadership.revision, Buffer.from(value), leadership.session.leaseId, `proclaim in election "${name}"`,
     );
     if (!ok) {
       await leadership.revoke(new LeadershipLostError(name, Messages.leadershipLost(name)));

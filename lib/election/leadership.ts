@@ -59,7 +59,7 @@ export class Leadership extends Hold implements LeadershipContext {
 
   info(): LeaderInfo {
     const value = this.currentValue;
-    return { identity: value, value, key: this.key, fencingToken: this.fencingToken, revision: this.fencingToken, leaseId: this.session.leaseId };
+    return { identity: value, value, key: this.key, fencingToken: this.fencingToken, revision: this.revision, leaseId: this.session.leaseId };
   }
 }
 

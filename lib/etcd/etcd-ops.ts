@@ -1,4 +1,5 @@
-import type { IKeyValue, IRangeRequest, ITxnRequest, ITxnResponse } from 'etcd3';
+import type { IKeyValue, IRangeRequest, IRangeResponse, ITxnRequest, ITxnResponse } from 'etcd3';
+import { HistoryGuard } from './history-guard.js';
 import { toCoordinationError } from './etcd-errors.js';
 import type { EtcdClientHolder } from './etcd-client.js';
 import { ShutdownError } from '../errors/coordination.errors.js';
@@ -31,6 +32,10 @@ export type Claim =
   /** Our key already existed on our lease (a retried claim): its standing must be checked. */
   | { created: false; myRevision: bigint; headerRevision: bigint; existingValue: Buffer };
 
+/** Fencing tokens carry the epoch above bit 48: revisions stay far below 2^48, tokens below 2^63. */
+export const FENCING_EPOCH_SHIFT = 48n;
+export const MAX_FENCING_EPOCH = 32_767;
+
 const toBig = (value: string | number | undefined): bigint => BigInt(value ?? 0);
 const toOlderKey = (kv: IKeyValue): OlderKey => ({ key: kv.key, createRevision: toBig(kv.create_revision) });
 
@@ -40,10 +45,25 @@ const toOlderKey = (kv: IKeyValue): OlderKey => ({ key: kv.key, createRevision: 
  * round trip and idempotent, so a transport-level retry cannot do harm.
  */
 export class EtcdOps {
+  private readonly epochBase: bigint;
+
   constructor(
     private readonly holder: EtcdClientHolder,
     private readonly requestTimeoutMs: number,
-  ) {}
+    private readonly history: HistoryGuard = new HistoryGuard(),
+    fencingEpoch = 0,
+  ) {
+    this.epochBase = BigInt(fencingEpoch) << FENCING_EPOCH_SHIFT;
+  }
+
+  /**
+   * The fencing token of a key created at `createRevision`: the revision,
+   * plus the `fencingEpoch` option in the high bits, so tokens keep growing
+   * across a loss of etcd's history when operators raise the epoch.
+   */
+  fencingToken(createRevision: bigint): bigint {
+    return this.epochBase + createRevision;
+  }
 
   private callOptions() {
     return { deadline: new Date(Date.now() + this.requestTimeoutMs) };
@@ -62,20 +82,28 @@ export class EtcdOps {
 
   async txn(request: ITxnRequest, what: string): Promise<ITxnResponse> {
     if (this.holder.closed) throw new ShutdownError(Messages.shuttingDown());
+    const sent = this.history.begin();
+    let res: ITxnResponse;
     try {
-      return await this.holder.client.kv.txn(request, this.callOptions());
+      res = await this.holder.client.kv.txn(request, this.callOptions());
     } catch (err) {
       throw this.mapError(err, what);
     }
+    this.history.observe(res.header, sent, this.holder.hosts);
+    return res;
   }
 
   async range(request: IRangeRequest, what: string): Promise<IKeyValue[]> {
     if (this.holder.closed) throw new ShutdownError(Messages.shuttingDown());
+    const sent = this.history.begin();
+    let res: IRangeResponse;
     try {
-      return (await this.holder.client.kv.range(request, this.callOptions())).kvs;
+      res = await this.holder.client.kv.range(request, this.callOptions());
     } catch (err) {
       throw this.mapError(err, what);
     }
+    this.history.observe(res.header, sent, this.holder.hosts);
+    return res.kvs;
   }
 
   /**

@@ -42,6 +42,9 @@ export interface HoldInit {
   name: string;
   key: Buffer;
   mode: HoldMode;
+  /** Create revision of our key (guards every later write of it). */
+  revision: bigint;
+  /** The token handed to the user: the revision, plus the fencing epoch. */
   fencingToken: bigint;
   session: EtcdSession;
   /** Deletes our key (guarded); called once by release(). */
@@ -59,6 +62,8 @@ export class Hold implements CoordinationHold {
   readonly keyBytes: Buffer;
   readonly mode: HoldMode;
   readonly fencingToken: bigint;
+  /** Create revision of our key: what guarded writes of it compare. */
+  readonly revision: bigint;
   /** The session whose lease carries our key. */
   readonly session: EtcdSession;
   private readonly controller = new AbortController();
@@ -71,6 +76,7 @@ export class Hold implements CoordinationHold {
     this.key = init.key.toString('utf8');
     this.mode = init.mode;
     this.fencingToken = init.fencingToken;
+    this.revision = init.revision;
     this.session = init.session;
     if (init.session.signal.aborted) this.onSessionEnd();
     else init.session.signal.addEventListener('abort', this.onSessionEnd, { once: true });

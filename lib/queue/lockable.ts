@@ -30,7 +30,7 @@ export interface KeyHolder {
   key: string;
   /** The holder's fencing token: its key's create revision. */
   fencingToken: bigint;
-  /** Same as `fencingToken` (the 0.1 name in `LeaderInfo`). */
+  /** The key's create revision (the 0.1 name in `LeaderInfo`): equal to `fencingToken` unless the `fencingEpoch` option is set. */
   revision: bigint;
   /** The holder's session lease id. */
   leaseId: bigint;
@@ -60,16 +60,16 @@ export interface Lockable<H extends CoordinationHold> {
 }
 
 /** Describes a key as a {@link KeyHolder}. */
-export function toKeyHolder(kv: IKeyValue): KeyHolder {
+export function toKeyHolder(kv: IKeyValue, ops: Pick<EtcdOps, 'fencingToken'>): KeyHolder {
   const value = kv.value.toString('utf8');
   const revision = BigInt(kv.create_revision);
-  return { identity: value, value, key: kv.key.toString('utf8'), fencingToken: revision, revision, leaseId: BigInt(kv.lease) };
+  return { identity: value, value, key: kv.key.toString('utf8'), fencingToken: ops.fencingToken(revision), revision, leaseId: BigInt(kv.lease) };
 }
 
 /** The oldest key under `spec.prefix`. */
 export async function oldestHolder(ops: EtcdOps, prefix: Buffer, what: string): Promise<KeyHolder | null> {
   const kv = await ops.oldest({ key: prefix, rangeEnd: prefixRangeEnd(prefix) }, what);
-  return kv ? toKeyHolder(kv) : null;
+  return kv ? toKeyHolder(kv, ops) : null;
 }
 
 /** A {@link Lockable} over the queue engine for one spec (mutex, read, write, semaphore) (internal). */

@@ -198,7 +198,8 @@ export class QueueEngine {
       name: spec.name,
       key,
       mode: spec.mode,
-      fencingToken: revision,
+      revision,
+      fencingToken: this.ops.fencingToken(revision),
       session,
       remove: () => this.removals.remove(session, key, revision, what),
       // A lost hold frees its local slot at once, exactly as etcd frees the key for

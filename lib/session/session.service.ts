@@ -7,6 +7,7 @@ import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
 import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
 import { EtcdWatches } from '../etcd/watch.js';
+import { HistoryGuard } from '../etcd/history-guard.js';
 import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
@@ -47,9 +48,15 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
     @Inject(ETCD_CLIENT_HOLDER) private readonly holder: EtcdClientHolder,
     private readonly watches: EtcdWatches,
+    history: HistoryGuard,
   ) {
     // Every waiter and hold listens to this signal: many listeners are expected, not a leak.
     setMaxListeners(0, this.shutdownController.signal);
+    // etcd's history was wiped or rolled back: no hold of ours may survive it.
+    history.onReset((error) => {
+      this.logger.error(error.message);
+      this.current?.lose('history-reset', error.message, error);
+    });
   }
 
   /** Session state: replays the current state, then every change. Completes on shutdown. */
