@@ -35,6 +35,33 @@ export const Messages = {
     'Import CoordinationModule.forRoot(...) (or forRootAsync) in your root module. The method was NOT run.',
   decoratedMethodNotAsync: (decorator: string, target: string) =>
     `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  /** What is wrong with an option or a name (the tail of invalidOption / invalidName). */
+  problem: {
+    notString: () => 'must be a string',
+    empty: () => 'must not be empty',
+    tooLong: (max: number, got: number) => `must be at most ${max} characters (got ${got})`,
+    maxLength: (max: number) => `must be at most ${max} characters`,
+    slash: () => 'must not contain "/" (one name\'s key range would contain another\'s); use ":" or "." as a separator',
+    surroundingSpace: () => 'must not start or end with white space',
+    integerRange: (min: number, max: number, got: unknown) => `must be an integer from ${min} to ${max}, got ${JSON.stringify(got)}`,
+    unknownOption: (known: readonly string[]) => `unknown option (known: ${known.join(', ')})`,
+    notEtcdClient: () => 'must be an Etcd3 instance from the etcd3 package',
+    conflictsWithClient: () => 'cannot be combined with "client" (configure the client instead)',
+    hostsType: () => 'must be a string or an array of strings',
+    hostsEmpty: () => 'must name at least one etcd endpoint',
+    authShape: () => 'must be { username, password }',
+    nonEmptyString: () => 'must be a non-empty string',
+    credentialsShape: () => 'must be { rootCertificate, privateKey?, certChain? }',
+    rootCertificate: () => 'must be a Buffer holding the PEM CA certificate',
+    pemBuffer: () => 'must be a Buffer (PEM)',
+    mtlsPair: () => 'privateKey and certChain must be given together (mutual TLS)',
+    identityLength: (max: number) => `must be at most ${max} characters without control characters`,
+    electionType: () => 'must be a name or false',
+    hostEmpty: () => 'must be a non-empty string like "127.0.0.1:2379"',
+    hostForm: (value: string) => `${JSON.stringify(value)} is not of the form host:port or http(s)://host:port`,
+    hostNoPort: (value: string) => `${JSON.stringify(value)} has no port (expected host:port, e.g. 127.0.0.1:2379)`,
+    portRange: (port: string) => `port ${port} is out of range 1..65535`,
+  },
   // ---- etcd history reset (issue 17)
   historyReset: (hosts: readonly string[], previousCluster: string, cluster: string, previousRevision: bigint, revision: bigint) =>
     `etcd at ${hosts.join(', ')} lost or rolled back its history ` +

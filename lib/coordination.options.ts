@@ -127,7 +127,7 @@ const HOST_UNSAFE = /[\s\p{Cs}\p{Cc}\p{Cf}]/u;
  */
 function validateHost(host: unknown, option: string, wrap: (problem: string) => string = (p) => p): string {
   const reject = (problem: string): never => fail(option, wrap(problem));
-  if (typeof host !== 'string' || host === '') reject('must be a non-empty string like "127.0.0.1:2379"');
+  if (typeof host !== 'string' || host === '') reject(Messages.problem.hostEmpty());
   const value = host as string;
   const withoutScheme = value.replace(/^https?:\/\//, '');
   // Checked before anything that echoes the value: "user:secret@host" must not be logged.
@@ -139,19 +139,19 @@ function validateHost(host: unknown, option: string, wrap: (problem: string) => 
     reject(ModuleMessages.hostUnsafeCharacter(value, kind, codePoint, unsafe.index));
   }
   if (/\//.test(withoutScheme.replace(/\/$/, ''))) {
-    reject(`${JSON.stringify(value)} is not of the form host:port or http(s)://host:port`);
+    reject(Messages.problem.hostForm(value));
   }
   const match = /^(\[[^\]]+\]|[^:]+):(\d+)\/?$/.exec(withoutScheme);
-  if (!match) return reject(`${JSON.stringify(value)} has no port (expected host:port, e.g. 127.0.0.1:2379)`);
+  if (!match) return reject(Messages.problem.hostNoPort(value));
   const port = Number(match[2]);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) reject(`port ${match![2]} is out of range 1..65535`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) reject(Messages.problem.portRange(match![2]!));
   return value;
 }
 
 function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    fail(option, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    fail(option, Messages.problem.integerRange(min, max, value));
   }
   return value;
 }
@@ -173,19 +173,19 @@ export function resolveCoordinationOptions(
   if (input === undefined || input === null) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) fail('options', ModuleMessages.optionsNotObject());
   for (const key of Object.keys(input)) {
-    if (!KNOWN_OPTIONS.has(key)) fail(key, `unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+    if (!KNOWN_OPTIONS.has(key)) fail(key, Messages.problem.unknownOption([...KNOWN_OPTIONS]));
   }
 
   let hosts: string[] = [];
   if (input.client !== undefined) {
-    if (!isEtcdClient(input.client)) fail('client', 'must be an Etcd3 instance from the etcd3 package');
+    if (!isEtcdClient(input.client)) fail('client', Messages.problem.notEtcdClient());
     for (const conflicting of ['hosts', 'auth', 'credentials'] as const) {
-      if (input[conflicting] !== undefined) fail(conflicting, 'cannot be combined with "client" (configure the client instead)');
+      if (input[conflicting] !== undefined) fail(conflicting, Messages.problem.conflictsWithClient());
     }
     hosts = ['(user-provided client)'];
   } else if (input.hosts !== undefined) {
-    const list = Array.isArray(input.hosts) ? input.hosts : typeof input.hosts === 'string' ? input.hosts.split(',') : fail('hosts', 'must be a string or an array of strings');
-    if (list.length === 0) fail('hosts', 'must name at least one etcd endpoint');
+    const list = Array.isArray(input.hosts) ? input.hosts : typeof input.hosts === 'string' ? input.hosts.split(',') : fail('hosts', Messages.problem.hostsType());
+    if (list.length === 0) fail('hosts', Messages.problem.hostsEmpty());
     hosts = list.map((host, index) => validateHost(host, `hosts[${index}]`));
   } else {
     // Unset or empty means "not configured"; anything else is validated as written (not trimmed).
@@ -197,32 +197,32 @@ export function resolveCoordinationOptions(
 
   if (input.auth !== undefined) {
     const auth = input.auth as { username?: unknown; password?: unknown };
-    if (typeof auth !== 'object' || auth === null) fail('auth', 'must be { username, password }');
-    if (typeof auth.username !== 'string' || auth.username === '') fail('auth.username', 'must be a non-empty string');
+    if (typeof auth !== 'object' || auth === null) fail('auth', Messages.problem.authShape());
+    if (typeof auth.username !== 'string' || auth.username === '') fail('auth.username', Messages.problem.nonEmptyString());
     // Never include the password value in the message.
-    if (typeof auth.password !== 'string' || auth.password === '') fail('auth.password', 'must be a non-empty string');
+    if (typeof auth.password !== 'string' || auth.password === '') fail('auth.password', Messages.problem.nonEmptyString());
   }
   if (input.credentials !== undefined) {
     const c = input.credentials as { rootCertificate?: unknown; privateKey?: unknown; certChain?: unknown };
-    if (typeof c !== 'object' || c === null) fail('credentials', 'must be { rootCertificate, privateKey?, certChain? }');
-    if (!Buffer.isBuffer(c.rootCertificate)) fail('credentials.rootCertificate', 'must be a Buffer holding the PEM CA certificate');
-    if (c.privateKey !== undefined && !Buffer.isBuffer(c.privateKey)) fail('credentials.privateKey', 'must be a Buffer (PEM)');
-    if (c.certChain !== undefined && !Buffer.isBuffer(c.certChain)) fail('credentials.certChain', 'must be a Buffer (PEM)');
+    if (typeof c !== 'object' || c === null) fail('credentials', Messages.problem.credentialsShape());
+    if (!Buffer.isBuffer(c.rootCertificate)) fail('credentials.rootCertificate', Messages.problem.rootCertificate());
+    if (c.privateKey !== undefined && !Buffer.isBuffer(c.privateKey)) fail('credentials.privateKey', Messages.problem.pemBuffer());
+    if (c.certChain !== undefined && !Buffer.isBuffer(c.certChain)) fail('credentials.certChain', Messages.problem.pemBuffer());
     if ((c.privateKey === undefined) !== (c.certChain === undefined)) {
-      fail('credentials', 'privateKey and certChain must be given together (mutual TLS)');
+      fail('credentials', Messages.problem.mtlsPair());
     }
   }
 
   const namespace = input.namespace ?? '';
-  if (typeof namespace !== 'string') fail('namespace', 'must be a string');
+  if (typeof namespace !== 'string') fail('namespace', Messages.problem.notString());
   checkCharacters('namespace', namespace);
-  if (namespace.length > 200) fail('namespace', 'must be at most 200 characters');
+  if (namespace.length > 200) fail('namespace', Messages.problem.maxLength(200));
   if (namespace !== '' && !NAMESPACE_SEPARATORS.includes(namespace.at(-1)!)) fail('namespace', ModuleMessages.namespaceSeparator(namespace));
 
   const identity = input.identity ?? `${hostname()}:${process.pid}`;
-  if (typeof identity !== 'string' || identity === '') fail('identity', 'must be a non-empty string');
+  if (typeof identity !== 'string' || identity === '') fail('identity', Messages.problem.nonEmptyString());
   checkCharacters('identity', identity);
-  if (identity.length > 256) fail('identity', 'must be at most 256 characters without control characters');
+  if (identity.length > 256) fail('identity', Messages.problem.identityLength(256));
 
   let election: string | false = DEFAULT_ELECTION;
   if (input.election !== undefined) {
@@ -230,7 +230,7 @@ export function resolveCoordinationOptions(
     else if (typeof input.election === 'string') {
       validateName('election', input.election, (problem) => fail('election', problem));
       election = input.election;
-    } else fail('election', 'must be a name or false');
+    } else fail('election', Messages.problem.electionType());
   }
   if (input.isGlobal !== undefined && typeof input.isGlobal !== 'boolean') fail('isGlobal', ModuleMessages.isGlobalNotBoolean(input.isGlobal));
 

@@ -51,14 +51,14 @@ export function validateName(
     throw new InvalidNameError(kind, Messages.invalidName(kind, typeof name === 'string' ? ModuleMessages.visibleText(name) : name, problem));
   },
 ): asserts name is string {
-  if (typeof name !== 'string') onError('must be a string');
+  if (typeof name !== 'string') onError(Messages.problem.notString());
   const value = name as string;
-  if (value.length === 0) onError('must not be empty');
-  if (value.length > MAX_NAME_LENGTH) onError(`must be at most ${MAX_NAME_LENGTH} characters (got ${value.length})`);
+  if (value.length === 0) onError(Messages.problem.empty());
+  if (value.length > MAX_NAME_LENGTH) onError(Messages.problem.tooLong(MAX_NAME_LENGTH, value.length));
   const unsafe = findUnsafeCharacter(value);
   if (unsafe) onError(ModuleMessages.unsafeInName(unsafe.kind, unsafe.codePoint, unsafe.index));
-  if (value.includes('/')) onError('must not contain "/" (one name\'s key range would contain another\'s); use ":" or "." as a separator');
-  if (value.trim() !== value) onError('must not start or end with white space');
+  if (value.includes('/')) onError(Messages.problem.slash());
+  if (value.trim() !== value) onError(Messages.problem.surroundingSpace());
 }
 
 /** Lease ids are written as lowercase hex without padding, like Go's `fmt.Sprintf("%x", lease)`. */
