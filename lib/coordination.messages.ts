@@ -33,6 +33,15 @@ export const Messages = {
   moduleMissing: (decorator: string, target: string) =>
     `@${decorator} on ${target} cannot run: CoordinationModule is not initialized in this application. ` +
     'Import CoordinationModule.forRoot(...) (or forRootAsync) in your root module. The method was NOT run.',
+  notAProvider: (decorator: string, target: string) =>
+    `@${decorator} on ${target} cannot run: this instance is not a provider or controller of an application with ` +
+    'CoordinationModule (was it created with `new`, or is its class missing from a module\'s providers?). ' +
+    'Let Nest create it (add the class to providers) and get it by injection. The method was NOT run.',
+  secondCopyLoaded: (decorator: string, target: string) =>
+    `@${decorator} on ${target} cannot run: two copies of nest-etcd-coordination are loaded in this process ` +
+    '(e.g. after jest.resetModules(), or its ESM and CommonJS builds side by side), and the class was decorated by ' +
+    'a copy whose CoordinationModule is not in this application. Load the library once (jest: do not reset modules ' +
+    'between the app and the decorated classes). The method was NOT run.',
   decoratedMethodNotAsync: (decorator: string, target: string) =>
     `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
   /** What is wrong with an option or a name (the tail of invalidOption / invalidName). */
@@ -113,6 +122,9 @@ export const Messages = {
     campaignFailed: (election: string, reason: string, retryMs: number) =>
       `campaign for "${election}" failed: ${reason}; retrying in ${retryMs} ms`,
     becameLeader: (election: string, token: bigint) => `became leader of "${election}" (fencing token ${token})`,
+    noScheduler: (methods: readonly string[]) =>
+      `${methods.join(', ')} ${methods.length === 1 ? 'is a' : 'are'} guarded scheduled job${methods.length === 1 ? '' : 's'} (@Cron/@Interval/@Timeout), ` +
+      'but no ScheduleModule is imported: nothing will ever call ' + (methods.length === 1 ? 'it' : 'them') + '. Import ScheduleModule.forRoot() from @nestjs/schedule.',
     // ---- queue engine, watches (issue 11)
     keyRemovalFailed: (key: string, reason: string, retrying: boolean) =>
       `could not delete ${key}: ${reason}` + (retrying ? '; retrying until the session ends' : ''),

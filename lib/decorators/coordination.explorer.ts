@@ -1,9 +1,12 @@
 import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Messages } from '../coordination.messages.js';
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
 import {
+  applicationBound,
   bindClass,
+  scheduledGuardedMethods,
   bindInstance,
   hasDecoratedMethods,
   unbindClass,
@@ -21,6 +24,7 @@ import {
 export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown {
   private readonly runtime: CoordinationRuntime;
   private readonly boundClasses: Function[] = [];
+  private unbindApplication?: () => void;
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -31,11 +35,14 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
   }
 
   onModuleInit(): void {
+    this.unbindApplication = applicationBound();
+    const scheduled: string[] = [];
     for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
       const { instance, metatype } = wrapper;
       const isSingleton = wrapper.isDependencyTreeStatic() && !wrapper.isTransient;
       if (isSingleton) {
         if (!instance || typeof instance !== 'object' || !hasDecoratedMethods(instance)) continue;
+        scheduled.push(...scheduledGuardedMethods(instance));
         // Stays bound after shutdown (a WeakMap entry): late calls then skip or fail with ShutdownError.
         bindInstance(instance, this.runtime);
       } else {
@@ -46,9 +53,13 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
         this.boundClasses.push(type);
       }
     }
+    // @Cron/@Interval/@Timeout only run when @nestjs/schedule's module is there to call them.
+    const hasScheduler = this.discovery.getProviders().some((w) => w.name === 'SchedulerRegistry');
+    if (scheduled.length > 0 && !hasScheduler) this.runtime.logger.warn(Messages.log.noScheduler(scheduled));
   }
 
   onApplicationShutdown(): void {
+    this.unbindApplication?.();
     for (const type of this.boundClasses.splice(0)) unbindClass(type, this.runtime);
   }
 }

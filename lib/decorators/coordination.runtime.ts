@@ -17,6 +17,26 @@ const instanceRuntimes = new WeakMap<object, CoordinationRuntime>();
 const classRuntimes = new WeakMap<Function, CoordinationRuntime | null>();
 /** Classes that declare at least one decorated method. */
 const decoratedClasses = new WeakSet<Function>();
+/** Applications bound right now (to tell "not a provider" from "no CoordinationModule"). */
+let boundApplications = 0;
+/**
+ * How many copies of this library the process has loaded (each copy has its
+ * own bindings, so a class decorated by one copy is never bound by another's
+ * module: `jest.resetModules()`, or the ESM and CJS builds side by side).
+ */
+const COPIES = Symbol.for('nest-etcd-coordination:loaded-copies');
+const globalCopies = globalThis as { [COPIES]?: number };
+globalCopies[COPIES] = (globalCopies[COPIES] ?? 0) + 1;
+
+/** An application started binding its decorated providers (the explorer calls this). */
+export function applicationBound(): () => void {
+  boundApplications++;
+  let done = false;
+  return () => {
+    if (!done) boundApplications--;
+    done = true;
+  };
+}
 
 export function markDecorated(target: object): void {
   decoratedClasses.add(typeof target === 'function' ? target : target.constructor);
@@ -59,5 +79,33 @@ export function resolveRuntime(self: unknown, decorator: string, target: string)
       if (byClass) return byClass;
     }
   }
+  // Say the real cause: a second copy of the library, an instance Nest did not create, or no module.
+  if ((globalCopies[COPIES] ?? 1) > 1) throw new ModuleNotInitializedError(Messages.secondCopyLoaded(decorator, target));
+  if (boundApplications > 0) throw new ModuleNotInitializedError(Messages.notAProvider(decorator, target));
   throw new ModuleNotInitializedError(Messages.moduleMissing(decorator, target));
+}
+
+/** `@nestjs/schedule` stores this metadata key on a method it will call (SetMetadata on the function). */
+const SCHEDULER_TYPE = 'SCHEDULER_TYPE';
+
+/** The guarded methods of `instance` that also carry @Cron/@Interval/@Timeout metadata ("Class.method()"). */
+export function scheduledGuardedMethods(instance: object): string[] {
+  const found: string[] = [];
+  for (let proto = Object.getPrototypeOf(instance); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (const key of Object.getOwnPropertyNames(proto)) {
+      const method = Object.getOwnPropertyDescriptor(proto, key)?.value;
+      if (typeof method === 'function' && guardedMethods.has(method) && Reflect.getMetadata(SCHEDULER_TYPE, method) !== undefined) {
+        found.push(`${proto.constructor.name}.${key}()`);
+      }
+    }
+  }
+  return found;
+}
+
+/** Wrappers made by @WithLock/@LeaderOnly. */
+const guardedMethods = new WeakSet<Function>();
+
+/** Records a wrapper made by one of our decorators. */
+export function markGuarded(wrapper: Function): void {
+  guardedMethods.add(wrapper);
 }

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { markGuarded } from './coordination.runtime.js';
 
 /**
  * Replaces a method with `wrapper` so that decorators applied before us
@@ -20,6 +21,7 @@ export function replaceMethod(
     const property = Object.getOwnPropertyDescriptor(original, key);
     if (property) Object.defineProperty(wrapper, key, property);
   }
+  markGuarded(wrapper);
   descriptor.value = wrapper;
   return descriptor;
 }
