@@ -93,6 +93,7 @@ export const Messages = {
   waitAborted: (kind: string, name: string) => `Waiting for ${kind} "${name}" was aborted`,
   timedOutDuringOutage: (kind: string, name: string, ms: number, cause: string) =>
     `Gave up waiting for ${kind} "${name}" after ${ms} ms: etcd could not be reached meanwhile (${cause})`,
+  noSessionWithin: (ms: number) => `no etcd session could be made within ${ms} ms`,
   selfDeadlock: (kind: string, name: string, conflicting: string) =>
     `Cannot take ${kind} "${name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,
   runNeedsFunction: (kind: string) => `withLock/run of a ${kind} needs a function to run under the hold`,

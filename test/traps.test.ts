@@ -11,12 +11,16 @@ import { Interval, ScheduleModule, Timeout } from '@nestjs/schedule';
 import {
   CoordinationModule,
   ElectionService,
+  EtcdUnavailableError,
+  LockService,
+  SessionService,
   LeaderOnly,
   ModuleNotInitializedError,
   WithLock,
   type LeaderState,
 } from '../lib/index.js';
 import { etcdFixture } from './harness/etcd.js';
+import { startProxy } from './harness/proxy.js';
 import { closeApps, createApp, delay, eventually, uniqueNamespace } from './support/apps.js';
 
 const etcd = etcdFixture();
@@ -110,6 +114,24 @@ describe('no silent traps (real etcd)', () => {
     }
     const app = await createApp({ hosts: etcd().endpoint, namespace: uniqueNamespace('copies'), providers: [Jobs] });
     await assert.rejects(app.get(Jobs).run(), (err: unknown) => err instanceof copy.ModuleNotInitializedError && /two copies/.test(err.message));
+  });
+
+  it('a lock wait during an etcd outage ends in EtcdUnavailableError, not LockTimeoutError ("held elsewhere")', async () => {
+    const proxy = await startProxy(etcd().endpoint);
+    try {
+      const app = await createApp({ hosts: proxy.endpoint, namespace: uniqueNamespace('outage'), sessionTtl: 2, requestTimeout: 1_000 });
+      const sessions = app.get(SessionService);
+      proxy.setMode({ kind: 'blackhole' });
+      await eventually(() => sessions.state.status === 'lost', 10_000, 'session lost');
+      await assert.rejects(app.get(LockService).acquire('x', { timeout: 1_500 }), (err: unknown) => err instanceof EtcdUnavailableError && err.code === 'ETCD_UNAVAILABLE');
+      await assert.rejects(app.get(LockService).withLock('x', async () => 'ran', { timeout: 1_500 }), EtcdUnavailableError);
+      proxy.setMode({ kind: 'reset' });
+      await delay(100);
+      proxy.setMode({ kind: 'pass' });
+      await app.close();
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('guarded scheduled jobs without ScheduleModule get a warning at bootstrap', async () => {

@@ -56,6 +56,11 @@ export class EtcdOps {
     this.epochBase = BigInt(fencingEpoch) << FENCING_EPOCH_SHIFT;
   }
 
+  /** The etcd endpoints, for messages. */
+  get hosts(): readonly string[] {
+    return this.holder.hosts;
+  }
+
   /**
    * The fencing token of a key created at `createRevision`: the revision,
    * plus the `fencingEpoch` option in the high bits, so tokens keep growing

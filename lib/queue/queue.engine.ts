@@ -62,6 +62,7 @@ export class QueueEngine {
     let localHeld = false;
     let outageSince: number | undefined;
     let outageError: unknown;
+    let sessionsLost = 0;
     try {
       if (spec.localQueue) {
         await this.local.get(spec.contextKey).lock(op.signal);
@@ -77,7 +78,11 @@ export class QueueEngine {
           return hold!;
         } catch (err) {
           if (op.signal.aborted) throw err;
-          if (err instanceof SessionLostError) continue; // queue again (on a new session if ours ended)
+          if (err instanceof SessionLostError) {
+            // Queue again (on a new session if ours ended); back off if it keeps happening.
+            if (sessionsLost++ > 0) await sleep(backoffDelay(sessionsLost, 50, 1_000), op.signal);
+            continue;
+          }
           if (!isTransientEtcdError(err)) throw err;
           outageSince ??= Date.now();
           outageError = err;
@@ -86,6 +91,10 @@ export class QueueEngine {
         }
       }
     } catch (err) {
+      // Timed out without a live session: etcd could not be reached, whoever holds the name.
+      if (outageError === undefined && op.cause() === 'timeout' && !this.sessions.peek()) {
+        outageError = new EtcdUnavailableError(this.ops.hosts, Messages.noSessionWithin(timeout!), { retryable: false });
+      }
       throw translateAbort(err, op, spec, timeout, options, outageError);
     } finally {
       endUse(); // a hold, if we got one, registered its own use
