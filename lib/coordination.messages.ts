@@ -93,6 +93,8 @@ export const Messages = {
   waitAborted: (kind: string, name: string) => `Waiting for ${kind} "${name}" was aborted`,
   timedOutDuringOutage: (kind: string, name: string, ms: number, cause: string) =>
     `Gave up waiting for ${kind} "${name}" after ${ms} ms: etcd could not be reached meanwhile (${cause})`,
+  holdLost: (kind: string, name: string) =>
+    `The ${kind} "${name}" is no longer ours in etcd (its key was deleted or replaced): the guarded write was not made`,
   noSessionWithin: (ms: number) => `no etcd session could be made within ${ms} ms`,
   selfDeadlock: (kind: string, name: string, conflicting: string) =>
     `Cannot take ${kind} "${name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,

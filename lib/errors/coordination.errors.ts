@@ -20,7 +20,8 @@ export type CoordinationErrorCode =
   | 'MODULE_NOT_INITIALIZED'
   | 'INVALID_USAGE'
   | 'NAME_IN_USE'
-  | 'ETCD_HISTORY_RESET';
+  | 'ETCD_HISTORY_RESET'
+  | 'HOLD_LOST';
 
 /** Base class of every error this library throws. */
 export class CoordinationError extends Error {
@@ -178,5 +179,16 @@ export class NameInUseError extends CoordinationError {
     message: string,
   ) {
     super('NAME_IN_USE', message);
+  }
+}
+
+/**
+ * etcd no longer has our key for this hold (deleted by someone else, e.g. a
+ * forced release or `etcdctl del`, or expired with the session): a guarded
+ * write was refused by etcd, nothing was written, and the hold has ended.
+ */
+export class HoldLostError extends CoordinationError {
+  constructor(readonly lockName: string, message: string) {
+    super('HOLD_LOST', message);
   }
 }

@@ -1,3 +1,4 @@
+import type { ICompare, IRequestOp } from 'etcd3';
 import type { EtcdSession } from '../session/etcd-session.js';
 
 /** The kind of hold: a mutex, either side of a read/write lock, a semaphore permit, or leadership. */
@@ -35,6 +36,21 @@ export interface CoordinationHold extends AsyncDisposable {
    * never delete a newer holder's key. Idempotent; every call returns the same promise.
    */
   release(): Promise<void>;
+  /**
+   * The etcd comparison "our key still exists with our create revision" (Go's
+   * `Mutex.IsOwner()`), for your own etcd3 transactions:
+   * `client.kv.txn({ compare: [hold.ownershipCompare()], success: [...] })`.
+   * If it fails, the hold is gone, whatever this process believes.
+   */
+  ownershipCompare(): ICompare;
+  /**
+   * Writes `value` to `key` (the key as given, not namespaced) only if the
+   * hold is still ours, checked by etcd in the same transaction. Rejects with
+   * HoldLostError (and ends the hold) when it is not.
+   */
+  guardedPut(key: string | Buffer, value: string | Buffer): Promise<void>;
+  /** Deletes `key` only if the hold is still ours (see {@link guardedPut}). */
+  guardedDelete(key: string | Buffer): Promise<void>;
 }
 
 /** How the queue engine builds a hold (internal). */
@@ -53,6 +69,10 @@ export interface HoldInit {
   onEnd: () => void;
   /** The abort reason of `signal` after a normal release. */
   releasedReason: () => unknown;
+  /** Runs `success` in one transaction guarded by `compare`; resolves whether the guard held. */
+  guardedTxn: (compare: ICompare, success: IRequestOp[], what: string) => Promise<boolean>;
+  /** The error for a guarded write that found the hold gone. */
+  lostReason: () => Error;
 }
 
 /** A hold backed by one etcd key on the session lease (internal base of every hold type). */
@@ -130,6 +150,27 @@ export class Hold implements CoordinationHold {
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
   }
+
+  ownershipCompare(): ICompare {
+    return { key: this.keyBytes, target: 'Create', result: 'Equal', create_revision: this.revision.toString() };
+  }
+
+  guardedPut(key: string | Buffer, value: string | Buffer): Promise<void> {
+    return this.guarded([{ request_put: { key: Buffer.from(key), value: Buffer.from(value) } }], `guarded put under ${this.mode} "${this.name}"`);
+  }
+
+  guardedDelete(key: string | Buffer): Promise<void> {
+    return this.guarded([{ request_delete_range: { key: Buffer.from(key) } }], `guarded delete under ${this.mode} "${this.name}"`);
+  }
+
+  private async guarded(success: IRequestOp[], what: string): Promise<void> {
+    this.throwIfLost();
+    if (await this.init.guardedTxn(this.ownershipCompare(), success, what)) return;
+    // etcd says our key is gone or replaced: nothing was written, and the hold is over.
+    const lost = this.init.lostReason();
+    await this.revoke(lost);
+    throw lost;
+  }
 }
 
 /**
@@ -147,6 +188,9 @@ export class ReentrantHold<H extends CoordinationHold> implements CoordinationHo
   throwIfLost() { this.outer.throwIfLost(); }
   release(): Promise<void> { return Promise.resolve(); }
   [Symbol.asyncDispose](): Promise<void> { return Promise.resolve(); }
+  ownershipCompare() { return this.outer.ownershipCompare(); }
+  guardedPut(key: string | Buffer, value: string | Buffer) { return this.outer.guardedPut(key, value); }
+  guardedDelete(key: string | Buffer) { return this.outer.guardedDelete(key); }
 }
 
 /** An error built without a stack trace: it is made on every release, and the stack would only point here. */

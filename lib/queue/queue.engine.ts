@@ -1,3 +1,4 @@
+import type { ICompare, IRequestOp } from 'etcd3';
 import type { EtcdOps } from '../etcd/etcd-ops.js';
 import type { EtcdWatches } from '../etcd/watch.js';
 import { isTransientEtcdError } from '../etcd/etcd-errors.js';
@@ -6,6 +7,7 @@ import type { SessionService } from '../session/session.service.js';
 import { heldInContext } from '../context/coordination.context.js';
 import {
   EtcdUnavailableError,
+  HoldLostError,
   InvalidUsageError,
   LockAbortedError,
   LockTimeoutError,
@@ -219,6 +221,9 @@ export class QueueEngine {
         if (spec.localQueue) this.local.unlock(spec.contextKey);
       },
       releasedReason: spec.releasedReason,
+      guardedTxn: async (compare: ICompare, success: IRequestOp[], guardedWhat: string) =>
+        (await this.ops.txn({ compare: [compare], success, failure: [] }, guardedWhat)).succeeded,
+      lostReason: () => new HoldLostError(spec.name, Messages.holdLost(spec.kind, spec.name)),
     };
     const hold: H = spec.createHold ? spec.createHold(init) : (new Hold(init) as H);
     this.held.add(hold);
