@@ -54,3 +54,15 @@ function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value);
   return `of type ${value === null ? 'null' : typeof value}`;
 }
+
+/**
+ * Texts of the health indicator (`nest-etcd-coordination/health`): why the
+ * coordination check reports down. Never include a secret.
+ */
+export const HealthMessages = {
+  connecting: () => 'No etcd session yet: still connecting to etcd',
+  lost: (reason: string | undefined) =>
+    `The etcd session was lost${reason ? ` (${reason})` : ''}; a new session is created as soon as etcd answers`,
+  closed: () => 'The etcd session is closed (application shut down)',
+  shuttingDown: () => 'The application is shutting down',
+} as const;
