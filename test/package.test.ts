@@ -109,6 +109,21 @@ const entry = import.meta.resolve('nest-etcd-coordination/health');`,
   'esm',
 );
 
+// TypeScript consumers of the health entry's types; the @ts-expect-error fails the check if the types resolve to any.
+const TS_HEALTH_CONSUMER = (terminusImport: string) => `
+import { CoordinationHealthIndicator, type CoordinationHealthDetails } from 'nest-etcd-coordination/health';
+${terminusImport}
+export async function ready(indicator: CoordinationHealthIndicator, health: HealthCheckService) {
+  const result = await health.check([() => indicator.isHealthy('coordination', { election: 'jobs' })]);
+  const own = await indicator.isHealthy('coordination');
+  const leaseId: string | undefined = own.coordination.leaseId;
+  const details: CoordinationHealthDetails = own.coordination;
+  // @ts-expect-error an election name is a string or false
+  await indicator.isHealthy('coordination', { election: 42 });
+  return [result.status, leaseId, details.session];
+}
+`;
+
 /** A throwaway project: the package copied in, its runtime dependencies linked from `depsDir`. */
 function makeConsumer(depsDir: string, extraDeps: readonly string[] = []): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'nec-consumer-'));
@@ -120,14 +135,26 @@ function makeConsumer(depsDir: string, extraDeps: readonly string[] = []): strin
   for (const dep of [...RUNTIME_DEPS, ...extraDeps]) {
     const target = path.join(modules, dep);
     mkdirSync(path.dirname(target), { recursive: true });
-    symlinkSync(path.join(depsDir, dep), target, 'dir');
+    // @types/node only for type checks: the repository's.
+    symlinkSync(path.join(dep === '@types/node' ? path.join(REPO, 'node_modules') : depsDir, dep), target, 'dir');
   }
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
   writeFileSync(path.join(dir, 'app.cjs'), CJS_APP);
   writeFileSync(path.join(dir, 'app.mjs'), ESM_APP);
   writeFileSync(path.join(dir, 'health.cjs'), CJS_HEALTH_APP);
   writeFileSync(path.join(dir, 'health.mjs'), ESM_HEALTH_APP);
+  writeFileSync(path.join(dir, 'types-esm.mts'), TS_HEALTH_CONSUMER(`import { HealthCheckService } from '@nestjs/terminus';`));
+  writeFileSync(path.join(dir, 'types-cjs.cts'), TS_HEALTH_CONSUMER(`import type { HealthCheckService } from '@nestjs/terminus';`));
+  writeFileSync(path.join(dir, 'types-node10.ts'), TS_HEALTH_CONSUMER(`import type { HealthCheckService } from '@nestjs/terminus';`));
   return dir;
+}
+
+/** Type-checks consumer files with the repository's tsc; rejects with tsc's output on errors. */
+async function typecheck(dir: string, files: string[], resolution: 'node16' | 'node10'): Promise<void> {
+  const module = resolution === 'node16' ? 'node16' : 'commonjs';
+  const tsc = path.join(REPO, 'node_modules', '.bin', 'tsc');
+  await run(tsc, ['--noEmit', '--strict', '--experimentalDecorators', '--module', module, '--moduleResolution', resolution, '--types', 'node', ...files], { cwd: dir, timeout: 120_000 })
+    .catch((err: { stdout?: string; stderr?: string }) => assert.fail(`tsc (${resolution}) failed:\n${err.stdout ?? ''}${err.stderr ?? ''}`));
 }
 
 async function runApp(dir: string, file: string, endpoint: string): Promise<Record<string, string>> {
@@ -167,7 +194,7 @@ describe('the built package in ESM and CommonJS Nest apps', () => {
           await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '@nestjs/terminus@11'], { cwd: NEST11_DIR, timeout: 240_000 });
         }
         dir = makeConsumer(depsDir());
-        healthDir = makeConsumer(depsDir(), ['@nestjs/terminus']);
+        healthDir = makeConsumer(depsDir(), ['@nestjs/terminus', '@types/node']);
         consumers.push(dir, healthDir);
       });
 
@@ -204,6 +231,12 @@ describe('the built package in ESM and CommonJS Nest apps', () => {
           assert.equal(result.closed.session, 'closed');
         });
       }
+
+      it('a TypeScript consumer gets the types of nest-etcd-coordination/health', async () => {
+        // Nest 12 is ESM-only: a CommonJS TypeScript consumer (node16 .cts, or node10) needs Nest 11.
+        await typecheck(healthDir, major === '11' ? ['types-esm.mts', 'types-cjs.cts'] : ['types-esm.mts'], 'node16');
+        if (major === '11') await typecheck(healthDir, ['types-node10.ts'], 'node10');
+      });
     });
   }
 });
