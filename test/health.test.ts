@@ -4,6 +4,7 @@
 import 'reflect-metadata';
 import { after, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { Controller, Get, Module, ServiceUnavailableException, type INestApplication, type INestApplicationContext, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -55,6 +56,35 @@ async function httpApp(options: CoordinationModuleOptions): Promise<{ app: INest
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address() as { port: number };
   return { app, url: `http://127.0.0.1:${address.port}/health/ready` };
+}
+
+/** Wraps the real SessionService.session to count the requests for a session and their overlap. */
+function countSessionRequests(sessions: SessionService): { calls: number; inFlight: number; maxInFlight: number } {
+  const counts = { calls: 0, inFlight: 0, maxInFlight: 0 };
+  const original = sessions.session.bind(sessions);
+  sessions.session = (signal?: AbortSignal) => {
+    counts.calls++;
+    counts.maxInFlight = Math.max(counts.maxInFlight, ++counts.inFlight);
+    return original(signal).finally(() => counts.inFlight--);
+  };
+  return counts;
+}
+
+/**
+ * Records the timers and sockets created from now on, with the stack that created them, until
+ * they are gone; `live()` lists those still there.
+ */
+function trackTimersAndSockets() {
+  const live = new Map<number, { type: string; stack: string }>();
+  const hook = createHook({
+    init(id, type) {
+      if (type === 'Timeout' || type === 'TCPWRAP') live.set(id, { type, stack: new Error().stack ?? '' });
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  }).enable();
+  return { live: () => [...live.values()], stop: () => hook.disable() };
 }
 
 /** Counts of the process's active resources by kind (timers, sockets, ...). */
@@ -242,6 +272,10 @@ describe('CoordinationHealthIndicator through an etcd outage longer than the TTL
       assert.equal(first.body.status, 'ok');
       const firstLease = detailOf(first.body.info!).leaseId!;
 
+      // Counts who asks SessionService for a session, and how many such requests overlap
+      // (instrumentation of the real service: with election: false only the indicator asks).
+      const asks = countSessionRequests(sessions);
+
       // 1. etcd crashes: down within TTL + 1 s, with the reason, as Terminus' 503 body.
       const killedAt = performance.now();
       await server.kill('SIGKILL');
@@ -257,17 +291,30 @@ describe('CoordinationHealthIndicator through an etcd outage longer than the TTL
       assert.match(lost.message!, /lost/);
       assert.ok(downAfter <= TTL * 1000 + 1_000, `down ${downAfter.toFixed(0)} ms after etcd was killed (TTL ${TTL} s): must be within TTL + 1 s`);
 
-      // 2. etcd stays down past the attempt that first check started (bounded by connectTimeout 2 s).
-      await delay(3_000);
+      assert.equal(asks.calls, 1, 'the first down check asked for a new session');
+      // A burst of checks while that attempt runs (bounded by connectTimeout, 2 s) starts no other.
+      const indicator = app.get(CoordinationHealthIndicator);
+      const burst = await Promise.all(Array.from({ length: 20 }, () => indicator.isHealthy(KEY)));
+      assert.ok(burst.every((r) => detailOf(r).status === 'down'));
+      await delay(1_100);
+      await ready();
+      assert.equal(asks.calls, 1, 'no second attempt while one is in flight, however many checks come');
+
+      // 2. etcd stays down past that attempt: the next check starts one more, which fails too.
+      await delay(2_000);
+      assert.equal(asks.inFlight, 0, 'the attempt is over (bounded by connectTimeout)');
       const stillDown = await ready();
       assert.equal(stillDown.code, 503);
-      await delay(2_500); // that second attempt fails too, while etcd is still down
+      assert.equal(asks.calls, 2);
+      await delay(2_500);
+      assert.equal(asks.inFlight, 0);
 
       // 3. etcd is back, but nobody asks for a session: it stays lost (so the check is what re-creates it).
       await server.restart();
       const restartedAt = performance.now();
       await delay(2_000);
       assert.equal(sessions.state.status, 'lost', 'without a check (no election, no locks) nothing re-creates the session');
+      assert.equal(asks.calls, 2);
 
       // 4. Checks again: the first one starts the session in the background; up within 1 s of it.
       const checksFrom = performance.now();
@@ -289,15 +336,48 @@ describe('CoordinationHealthIndicator through an etcd outage longer than the TTL
       } finally {
         client.close();
       }
+      assert.equal(asks.maxInFlight, 1, 'never more than one session request at a time');
       const sessionsMade = states.filter((s) => s.status === 'alive').length;
       assert.equal(sessionsMade, 2, 'the bootstrap session and one re-created one');
       t.diagnostic(
         `TTL ${TTL} s: down ${downAfter.toFixed(0)} ms after etcd was killed; ` +
           `first check after etcd was back -> new session ${(alive.at - checksFrom).toFixed(0)} ms; ` +
-          `new session -> up ${upAfterSession.toFixed(0)} ms`,
+          `new session -> up ${upAfterSession.toFixed(0)} ms; ${asks.calls} session request(s) in all`,
       );
     } finally {
       subscription.unsubscribe();
     }
+  });
+  it('app.close() during a background session attempt (etcd down) ends it and leaves nothing running', async (t) => {
+    assert.ok(server, 'runs after the outage test, on its etcd');
+    await app?.close();
+    app = undefined;
+    if (!server.running) await server.restart();
+    const tracked = trackTimersAndSockets();
+    t.after(() => tracked.stop());
+    const ctx = await healthApp({ hosts: server.endpoint, namespace: uniqueNamespace('health-close-outage'), sessionTtl: TTL, connectTimeout: 2_000, requestTimeout: 1_000 });
+    const sessions = ctx.get(SessionService);
+    const indicator = ctx.get(CoordinationHealthIndicator);
+    const asks = countSessionRequests(sessions);
+    await server.kill('SIGKILL');
+    await eventually(async () => detailOf(await indicator.isHealthy(KEY)).session === 'lost', TTL * 1000 + 1_000, 'down: lost');
+    assert.equal(asks.inFlight, 1, 'a background attempt is running');
+    const closingAt = performance.now();
+    await ctx.close();
+    const closeTook = performance.now() - closingAt;
+    assert.equal(asks.inFlight, 0, 'the indicator stopped waiting for it');
+    // SessionService lets the attempt (bounded by connectTimeout) finish before it closes.
+    assert.ok(closeTook < 2_000 + 1_500, `close took ${closeTook.toFixed(0)} ms`);
+    const closed = detailOf(await indicator.isHealthy(KEY));
+    assert.equal(closed.session, 'closed');
+    assert.equal(asks.calls, 1, 'nothing asked for a session after close');
+    // etcd3's watch manager keeps re-arming a reconnect timer after its client was closed while
+    // etcd is down (not ours, and not the indicator's); everything else must be gone.
+    const etcd3Reconnects = (r: { stack: string }) => /etcd3[/\\](lib|src)[/\\]watch\.(js|ts)/.test(r.stack);
+    const testHelpers = (r: { stack: string }) => /test[/\\]support[/\\]apps\.(js|ts)/.test(r.stack);
+    const ours = () => tracked.live().filter((r) => !etcd3Reconnects(r) && !testHelpers(r));
+    for (const deadline = Date.now() + 3_000; ours().length > 0 && Date.now() < deadline; ) await delay(50);
+    assert.deepEqual(ours().map((r) => `${r.type} ${r.stack}`), [], 'timers or sockets left after close');
+    t.diagnostic(`close during an attempt took ${closeTook.toFixed(0)} ms; etcd3 watch reconnect timers still armed: ${tracked.live().filter(etcd3Reconnects).length}`);
   });
 });
