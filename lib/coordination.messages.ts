@@ -35,6 +35,73 @@ export const Messages = {
     'Import CoordinationModule.forRoot(...) (or forRootAsync) in your root module. The method was NOT run.',
   decoratedMethodNotAsync: (decorator: string, target: string) =>
     `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  /** What is wrong with an option or a name (the tail of invalidOption / invalidName). */
+  problem: {
+    notString: () => 'must be a string',
+    empty: () => 'must not be empty',
+    tooLong: (max: number, got: number) => `must be at most ${max} characters (got ${got})`,
+    maxLength: (max: number) => `must be at most ${max} characters`,
+    slash: () => 'must not contain "/" (one name\'s key range would contain another\'s); use ":" or "." as a separator',
+    surroundingSpace: () => 'must not start or end with white space',
+    integerRange: (min: number, max: number, got: unknown) => `must be an integer from ${min} to ${max}, got ${JSON.stringify(got)}`,
+    unknownOption: (known: readonly string[]) => `unknown option (known: ${known.join(', ')})`,
+    notEtcdClient: () => 'must be an Etcd3 instance from the etcd3 package',
+    conflictsWithClient: () => 'cannot be combined with "client" (configure the client instead)',
+    hostsType: () => 'must be a string or an array of strings',
+    hostsEmpty: () => 'must name at least one etcd endpoint',
+    authShape: () => 'must be { username, password }',
+    nonEmptyString: () => 'must be a non-empty string',
+    credentialsShape: () => 'must be { rootCertificate, privateKey?, certChain? }',
+    rootCertificate: () => 'must be a Buffer holding the PEM CA certificate',
+    pemBuffer: () => 'must be a Buffer (PEM)',
+    mtlsPair: () => 'privateKey and certChain must be given together (mutual TLS)',
+    identityLength: (max: number) => `must be at most ${max} characters without control characters`,
+    electionType: () => 'must be a name or false',
+    hostEmpty: () => 'must be a non-empty string like "127.0.0.1:2379"',
+    hostForm: (value: string) => `${JSON.stringify(value)} is not of the form host:port or http(s)://host:port`,
+    hostNoPort: (value: string) => `${JSON.stringify(value)} has no port (expected host:port, e.g. 127.0.0.1:2379)`,
+    portRange: (port: string) => `port ${port} is out of range 1..65535`,
+  },
+  // ---- etcd history reset (issue 17)
+  historyReset: (hosts: readonly string[], previousCluster: string, cluster: string, previousRevision: bigint, revision: bigint) =>
+    `etcd at ${hosts.join(', ')} lost or rolled back its history ` +
+    (previousCluster !== cluster ? `(cluster id changed from ${previousCluster} to ${cluster})` : `(revision ${revision} after ${previousRevision} was seen)`) +
+    ': its data was wiped or restored from an older snapshot. Every lock and leadership of this application was given up. ' +
+    'Fencing tokens start lower now: if you fence with them, raise the fencingEpoch option (see docs/faults.md).',
+  // ---- queue engine, watches, elections (issue 11)
+  nameInUse: (name: string, kind: string, other: string) =>
+    `The name "${name}" is already in use as ${other}; it cannot be used as a ${kind} at the same time ` +
+    '(the kinds would share etcd keys). Use a different name for each kind.',
+  foreignKey: (key: string) => `another kind elsewhere (etcd holds the key "${key}", which is not of this kind's shape)`,
+  ownKeyGone: (key: string) => `our key ${key} is gone (session expired, or deleted by someone else)`,
+  claimFoundNoKey: (what: string) => `etcd transaction for ${what} found no key on the failure path`,
+  watchCreationRefused: (reason: string) => `watch creation refused: ${reason}`,
+  optionsNotObject: (where: string) => `${where} options must be an object`,
+  notAnAbortSignal: (where: string) => `${where}: signal must be an AbortSignal`,
+  invalidTimeout: (where: string, timeout: unknown, max: number) =>
+    `${where}: timeout must be a number of milliseconds from 0 to ${max}, or Infinity for none; got ${describeValue(timeout)}`,
+  waitTimeout: (kind: string, name: string, ms: number) => `Timed out after ${ms} ms waiting for ${kind} "${name}"`,
+  waitAborted: (kind: string, name: string) => `Waiting for ${kind} "${name}" was aborted`,
+  timedOutDuringOutage: (kind: string, name: string, ms: number, cause: string) =>
+    `Gave up waiting for ${kind} "${name}" after ${ms} ms: etcd could not be reached meanwhile (${cause})`,
+  selfDeadlock: (kind: string, name: string, conflicting: string) =>
+    `Cannot take ${kind} "${name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,
+  runNeedsFunction: (kind: string) => `withLock/run of a ${kind} needs a function to run under the hold`,
+  invalidOnLocked: (value: unknown) => `onLocked must be 'wait', 'skip' or 'fail', got ${describeValue(value)}`,
+  invalidPermits: (where: string, permits: unknown, max: number) =>
+    `${where}: permits must be an integer from 1 to ${max}, got ${String(permits)}`,
+  invalidMode: (mode: unknown) => `@WithLock: mode must be 'exclusive', 'read' or 'write', got ${describeValue(mode)}`,
+  permitsWithMode: () => '@WithLock: permits cannot be combined with a read/write mode',
+  notAMethod: (decorator: string, target: string) => `@${decorator} can only decorate methods (${target})`,
+  leaderOnlyWithoutElection: (target: string) =>
+    `@LeaderOnly() on ${target}: The default election is disabled (option election: false); pass an election name explicitly. The method was NOT run.`,
+  ambiguousApplication: (decorator: string, target: string) =>
+    `@${decorator} on ${target}: the class is a non-singleton provider in more than one application of this process, ` +
+    'so the application of this call cannot be told. Make the provider a singleton. The method was NOT run.',
+  electionTaken: (election: string) => `Election "${election}" has another leader or candidates ahead of us`,
+  valueNotString: (where: string) => `${where} value must be a string`,
+  valueTooLarge: (where: string, bytes: number, max: number) =>
+    `${where} value is ${bytes} bytes; at most ${max} bytes fit in one etcd request`,
   log: {
     sessionStarted: (leaseHex: string, ttl: number) => `etcd session started (lease ${leaseHex}, TTL ${ttl} s)`,
     sessionLost: (leaseHex: string, reason: string) => `etcd session lost (lease ${leaseHex}): ${reason}`,
@@ -46,6 +113,13 @@ export const Messages = {
     campaignFailed: (election: string, reason: string, retryMs: number) =>
       `campaign for "${election}" failed: ${reason}; retrying in ${retryMs} ms`,
     becameLeader: (election: string, token: bigint) => `became leader of "${election}" (fencing token ${token})`,
+    // ---- queue engine, watches (issue 11)
+    keyRemovalFailed: (key: string, reason: string, retrying: boolean) =>
+      `could not delete ${key}: ${reason}` + (retrying ? '; retrying until the session ends' : ''),
+    watchRefused: (reason: string) => `etcd refused to create a watch (${reason}); re-authenticating and reopening the watch stream`,
+    etcd3InternalsMissing: (missing: readonly string[]) =>
+      `etcd3's internals changed (missing: ${missing.join(', ')}): the recovery of watches etcd refuses to create ` +
+      '(e.g. after an auth token expired) cannot work with this etcd3 version. Pin etcd3 1.1.x or update nest-etcd-coordination.',
     lostLeadership: (election: string, reason: string) => `lost leadership of "${election}": ${reason}`,
   },
 } as const;
@@ -53,6 +127,68 @@ export const Messages = {
 function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value);
   return `of type ${value === null ? 'null' : typeof value}`;
+}
+
+// ---------------------------------------------------------------------------
+// Module definition, names and options (issues 11.4, 11.6, 12.5, 17.5).
+// A separate object so that other engineers' additions to `Messages` merge
+// without conflicts.
+// ---------------------------------------------------------------------------
+
+/** Why a character is refused in a name, namespace, identity or host. */
+export type UnsafeCharacterKind = 'lone surrogate' | 'control character' | 'format character' | 'line separator' | 'white space';
+
+/** Texts of the module definition and of name/option validation. */
+export const ModuleMessages = {
+  /** Two CoordinationModule instances in one application (issue 12.5). */
+  moduleImportedTwice: (instances: number) =>
+    `CoordinationModule is imported twice in this application (${instances} instances). ` +
+    'Each instance opens its own etcd session, so ElectionService.isLeader() could follow one session ' +
+    'while @LeaderOnly follows the other. Import CoordinationModule once, in the root module: it is global ' +
+    '(isGlobal defaults to true), so every module can inject LockService and ElectionService without importing it. ' +
+    'If the options come from another module, use CoordinationModule.forRootAsync({ imports: [ConfigModule], ' +
+    'inject: [ConfigService], useFactory: ... }) in the root module, or share one CoordinationModule.forRoot(...) ' +
+    'value instead of calling forRoot in each module.',
+  forRootAsyncWays: (given: readonly string[]) =>
+    `needs exactly one of useFactory, useClass, useExisting (got ${given.length ? given.join(', ') : 'none'})`,
+  isGlobalNotBoolean: (value: unknown) => `must be a boolean, got ${value === null ? 'null' : typeof value}`,
+  optionsNotObject: () => 'must be an object',
+  /** e.g. "contains U+200B (format character) at index 3". */
+  unsafeCharacter: (kind: UnsafeCharacterKind, codePoint: number, index: number) => unsafeCharacter(kind, codePoint, index),
+  unsafeInName: (kind: UnsafeCharacterKind, codePoint: number, index: number) =>
+    `${unsafeCharacter(kind, codePoint, index)}; names must be well-formed text without control or format characters`,
+  namespaceSeparator: (namespace: string) => {
+    const shown = visibleText(namespace);
+    return `${JSON.stringify(shown)} must end with one of / : . - _ (otherwise namespaces overlap: lock "1job" in ` +
+      `${JSON.stringify(shown)} and lock "job" in ${JSON.stringify(shown + '1')} would be the same key); e.g. ${JSON.stringify(shown + '/')}`;
+  },
+  hostUnsafeCharacter: (host: string, kind: UnsafeCharacterKind, codePoint: number, index: number) =>
+    `${JSON.stringify(visibleText(host))} ${unsafeCharacter(kind, codePoint, index)}; ` +
+    'hosts are not trimmed: write them without white space, e.g. "127.0.0.1:2379,127.0.0.2:2379"',
+  hostHasCredentials: () =>
+    'must not contain "user:password@" (the value is not shown because it may hold a password); use the "auth" option',
+  environmentVariable: (problem: string) => `environment variable: ${problem}`,
+  /**
+   * `value` with every character that JSON.stringify leaves as is but that
+   * would be invisible or reorder text in a log line (C1, format characters,
+   * line separators) written as `<U+XXXX>`.
+   */
+  visibleText: (value: string) => visibleText(value),
+} as const;
+
+function unsafeCharacter(kind: UnsafeCharacterKind, codePoint: number, index: number): string {
+  return kind === 'lone surrogate'
+    ? `contains a lone surrogate ${codePointLabel(codePoint)} at index ${index} (not well-formed UTF-16; ` +
+      'it would be written to etcd as U+FFFD, so different names would share one key)'
+    : `contains ${codePointLabel(codePoint)} (${kind}) at index ${index}`;
+}
+
+function codePointLabel(codePoint: number): string {
+  return `U+${codePoint.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+function visibleText(value: string): string {
+  return value.replace(/[\u0080-\u009f\p{Cf}\u2028\u2029]/gu, (ch) => `<${codePointLabel(ch.codePointAt(0)!)}>`);
 }
 
 /**

@@ -1,34 +1,75 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { CoordinationExplorer } from './decorators/coordination.explorer.js';
 import {
+  COORDINATION_MODULE_INSTANCE,
   COORDINATION_MODULE_OPTIONS,
   ETCD_CLIENT_HOLDER,
   RESOLVED_COORDINATION_OPTIONS,
 } from './coordination.constants.js';
+import { CoordinationConfigurableModule } from './coordination.module-definition.js';
 import {
   resolveCoordinationOptions,
   type CoordinationModuleAsyncOptions,
   type CoordinationModuleOptions,
-  type CoordinationOptionsFactory,
   type ResolvedCoordinationOptions,
 } from './coordination.options.js';
 import { createEtcdClientHolder, type EtcdClientHolder } from './etcd/etcd-client.js';
 import { EtcdOps } from './etcd/etcd-ops.js';
+import { EtcdWatches } from './etcd/watch.js';
+import { HistoryGuard } from './etcd/history-guard.js';
+import { QueueEngine } from './queue/queue.engine.js';
 import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
-import { InvalidOptionsError } from './errors/coordination.errors.js';
-import { Messages } from './coordination.messages.js';
+import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
+import { Messages, ModuleMessages } from './coordination.messages.js';
 
+/** What the module exports (and, being global by default, offers to every module). */
 const SERVICES = [SessionService, LockService, ElectionService];
 
+/** Marker of one module instance; its value is irrelevant, its existence is counted. */
+interface ModuleInstanceMarker {
+  readonly instances: number;
+}
+
+/**
+ * Refuses a second CoordinationModule in one application: each instance
+ * would open its own session, and `ElectionService.isLeader()` could then
+ * follow one while `@LeaderOnly` follows the other.
+ *
+ * Runs while the providers are being created, before any lifecycle hook (so
+ * before `SessionService.onModuleInit` opens a session) and before the etcd
+ * client exists: everything else of the module depends on it. Nest scans the
+ * whole module graph before creating any provider, so every instance's
+ * marker is visible whichever instance is created first. The count is per
+ * application (DiscoveryService reads the application's own container), so
+ * separate applications in one process are independent. Importing the SAME
+ * dynamic module value from several modules is fine: Nest makes it one instance.
+ */
+function assertSingleModuleInstance(discovery: DiscoveryService): ModuleInstanceMarker {
+  const instances = discovery.getProviders().filter((wrapper) => wrapper.token === COORDINATION_MODULE_INSTANCE).length;
+  if (instances > 1) throw new InvalidUsageError(ModuleMessages.moduleImportedTwice(instances));
+  return { instances };
+}
+
+/**
+ * The providers of every CoordinationModule instance, in one list (add new
+ * core providers here). Expects `COORDINATION_MODULE_OPTIONS` from the
+ * builder's forRoot/forRootAsync.
+ */
 function coreProviders(): Provider[] {
   return [
     {
+      provide: COORDINATION_MODULE_INSTANCE,
+      useFactory: assertSingleModuleInstance,
+      inject: [DiscoveryService],
+    },
+    {
       provide: RESOLVED_COORDINATION_OPTIONS,
-      useFactory: (raw: CoordinationModuleOptions) => resolveCoordinationOptions(raw),
-      inject: [COORDINATION_MODULE_OPTIONS],
+      // Depends on the instance check so that nothing (not even the etcd client) is made for a duplicate.
+      useFactory: (raw: CoordinationModuleOptions, _single: ModuleInstanceMarker) => resolveCoordinationOptions(raw),
+      inject: [COORDINATION_MODULE_OPTIONS, COORDINATION_MODULE_INSTANCE],
     },
     {
       provide: ETCD_CLIENT_HOLDER,
@@ -37,59 +78,70 @@ function coreProviders(): Provider[] {
     },
     {
       provide: EtcdOps,
-      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions) => new EtcdOps(holder, options.requestTimeout),
-      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS],
+      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions, history: HistoryGuard) =>
+        new EtcdOps(holder, options.requestTimeout, history, options.fencingEpoch),
+      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS, HistoryGuard],
+    },
+    { provide: HistoryGuard, useFactory: () => new HistoryGuard() },
+    { provide: EtcdWatches, useFactory: (holder: EtcdClientHolder) => new EtcdWatches(holder), inject: [ETCD_CLIENT_HOLDER] },
+    {
+      provide: QueueEngine,
+      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService) => new QueueEngine(ops, watches, sessions),
+      inject: [EtcdOps, EtcdWatches, SessionService],
     },
     ...SERVICES,
     CoordinationExplorer,
   ];
 }
 
+/** Adds what every instance needs to the definition the builder generated. */
+function withCoreProviders(definition: DynamicModule): DynamicModule {
+  return {
+    ...definition,
+    imports: [DiscoveryModule, ...(definition.imports ?? [])],
+    providers: [...(definition.providers ?? []), ...coreProviders()],
+    exports: [...(definition.exports ?? []), ...SERVICES],
+  };
+}
+
+function checkIsGlobal(value: unknown): void {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new InvalidOptionsError('isGlobal', Messages.invalidOption('isGlobal', ModuleMessages.isGlobalNotBoolean(value)));
+  }
+}
+
 /**
  * Distributed coordination on etcd for a Nest application: one etcd session
- * per application, {@link LockService} and {@link SessionService}. Global
- * unless `isGlobal: false`.
+ * per application, {@link LockService}, {@link ElectionService} and
+ * {@link SessionService}. Global unless `isGlobal: false`. Import it once per
+ * application (a second instance fails bootstrap with `InvalidUsageError`).
  */
 @Module({})
-export class CoordinationModule {
-  /** Configures the module with static options (all optional). */
-  static forRoot(options: CoordinationModuleOptions = {}): DynamicModule {
-    return {
-      module: CoordinationModule,
-      global: options?.isGlobal !== false,
-      imports: [DiscoveryModule],
-      providers: [{ provide: COORDINATION_MODULE_OPTIONS, useValue: options }, ...coreProviders()],
-      exports: SERVICES,
-    };
+export class CoordinationModule extends CoordinationConfigurableModule {
+  /**
+   * Configures the module with static options (all optional). Invalid
+   * options fail bootstrap with `InvalidOptionsError`; a non-boolean
+   * `isGlobal` or a non-object throws here, since it shapes the module itself.
+   */
+  static override forRoot(options: CoordinationModuleOptions = {}): DynamicModule {
+    options ??= {};
+    if (typeof options !== 'object' || Array.isArray(options)) {
+      throw new InvalidOptionsError('options', Messages.invalidOption('options', ModuleMessages.optionsNotObject()));
+    }
+    checkIsGlobal(options.isGlobal);
+    return withCoreProviders(super.forRoot(options));
   }
 
-  /** Configures the module from a factory, a class or an existing provider (e.g. ConfigService). */
-  static forRootAsync(options: CoordinationModuleAsyncOptions): DynamicModule {
+  /**
+   * Configures the module from a factory, a class or an existing provider
+   * (e.g. ConfigService): exactly one of `useFactory`, `useClass`, `useExisting`.
+   */
+  static override forRootAsync(options: CoordinationModuleAsyncOptions): DynamicModule {
     const ways = (['useFactory', 'useClass', 'useExisting'] as const).filter((k) => options?.[k] !== undefined);
     if (ways.length !== 1) {
-      throw new InvalidOptionsError(
-        'forRootAsync',
-        Messages.invalidOption('forRootAsync', `needs exactly one of useFactory, useClass, useExisting (got ${ways.length ? ways.join(', ') : 'none'})`),
-      );
+      throw new InvalidOptionsError('forRootAsync', Messages.invalidOption('forRootAsync', ModuleMessages.forRootAsyncWays(ways)));
     }
-    const providers: Provider[] = [];
-    if (options.useFactory) {
-      providers.push({ provide: COORDINATION_MODULE_OPTIONS, useFactory: options.useFactory, inject: options.inject ?? [] });
-    } else {
-      const factoryClass = (options.useClass ?? options.useExisting)!;
-      providers.push({
-        provide: COORDINATION_MODULE_OPTIONS,
-        useFactory: (factory: CoordinationOptionsFactory) => factory.createCoordinationOptions(),
-        inject: [factoryClass],
-      });
-      if (options.useClass) providers.push({ provide: options.useClass, useClass: options.useClass });
-    }
-    return {
-      module: CoordinationModule,
-      global: options.isGlobal !== false,
-      imports: [DiscoveryModule, ...(options.imports ?? [])],
-      providers: [...providers, ...coreProviders()],
-      exports: SERVICES,
-    };
+    checkIsGlobal(options.isGlobal);
+    return withCoreProviders(super.forRootAsync(options));
   }
 }

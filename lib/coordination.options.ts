@@ -1,22 +1,26 @@
 import { hostname } from 'node:os';
 import type { Etcd3 } from 'etcd3';
-import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
+import type { ConfigurableModuleAsyncOptions } from '@nestjs/common';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_ELECTION,
   DEFAULT_HOST,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_SESSION_TTL_SECONDS,
+  NAMESPACE_SEPARATORS,
 } from './coordination.constants.js';
 import { InvalidOptionsError } from './errors/coordination.errors.js';
-import { Messages } from './coordination.messages.js';
-import { validateName } from './etcd/keys.js';
+import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
+import { findUnsafeCharacter, validateName } from './etcd/keys.js';
+import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
   /**
    * etcd endpoints, `host:port` or `http(s)://host:port`. Default: the
    * comma-separated env `ETCD_HOSTS`, else `127.0.0.1:2379`. Not allowed with `client`.
+   * Not trimmed: white space or a control character anywhere (`'a:1, b:2'`,
+   * a trailing newline) is refused; credentials go in `auth`, not in a host.
    */
   hosts?: string | string[];
   /** etcd user name and password (etcd "simple" auth). Never logged. */
@@ -28,11 +32,19 @@ export interface CoordinationModuleOptions {
    * closes a client it did not create.
    */
   client?: Etcd3;
-  /** Prefix of every key this module writes, e.g. `'myapp/'`. Default `''`. */
+  /**
+   * Prefix of every key this module writes, e.g. `'myapp/'`. Default `''`.
+   * A non-empty namespace must end with one of `/ : . - _`, so that two
+   * namespaces never share keys (lock `1job` in `app` would otherwise be
+   * lock `job` in `app1`). Well-formed text without control or format characters.
+   */
   namespace?: string;
   /** TTL of the session lease in seconds (integer, 2..3600). Default 10. */
   sessionTtl?: number;
-  /** This instance's name, stored as the value of its lock and candidate keys. Default `<hostname>:<pid>`. */
+  /**
+   * This instance's name, stored as the value of its lock and candidate keys. Default `<hostname>:<pid>`.
+   * Well-formed text without control or format characters, at most 256 characters.
+   */
   identity?: string;
   /** How long bootstrap waits for etcd before failing, in ms. Default 5000. */
   connectTimeout?: number;
@@ -43,21 +55,34 @@ export interface CoordinationModuleOptions {
    * `@LeaderOnly()` and `leader$`. `false` turns the default election off. Default `'leader'`.
    */
   election?: string | false;
+  /**
+   * Added to every fencing token, in its high bits (token = epoch × 2^48 +
+   * create revision), 0 to 32767. Default 0: tokens are etcd's revisions, as
+   * in Go. Raise it (the same value on every instance) after etcd's data was
+   * wiped or restored from an older snapshot, so tokens keep growing for the
+   * resources you fence (see docs/faults.md).
+   */
+  fencingEpoch?: number;
   /** Make the module global (default true). */
   isGlobal?: boolean;
 }
 
-/** Factory-based configuration for {@link CoordinationModule.forRootAsync}. */
+/**
+ * Factory-based configuration for {@link CoordinationModule.forRootAsync}
+ * (`useClass`/`useExisting`). `isGlobal` returned here is ignored: give it to
+ * `forRootAsync` itself, the module definition is fixed before the factory runs.
+ */
 export interface CoordinationOptionsFactory {
   createCoordinationOptions(): CoordinationModuleOptions | Promise<CoordinationModuleOptions>;
 }
 
-/** Options of {@link CoordinationModule.forRootAsync}: exactly one of useFactory, useClass, useExisting. */
-export interface CoordinationModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
-  inject?: Array<InjectionToken | OptionalFactoryDependency>;
-  useFactory?: (...args: any[]) => CoordinationModuleOptions | Promise<CoordinationModuleOptions>;
-  useClass?: Type<CoordinationOptionsFactory>;
-  useExisting?: Type<CoordinationOptionsFactory>;
+/**
+ * Options of {@link CoordinationModule.forRootAsync}: exactly one of
+ * useFactory, useClass, useExisting, with `inject`/`imports` (and Nest's
+ * `provideInjectionTokensFrom`).
+ */
+export interface CoordinationModuleAsyncOptions
+  extends ConfigurableModuleAsyncOptions<CoordinationModuleOptions, 'createCoordinationOptions'> {
   /** Make the module global (default true). */
   isGlobal?: boolean;
 }
@@ -74,40 +99,59 @@ export interface ResolvedCoordinationOptions {
   connectTimeout: number;
   requestTimeout: number;
   election: string | false;
+  fencingEpoch: number;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
-  'connectTimeout', 'requestTimeout', 'election', 'isGlobal',
+  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
 ]);
 
 function fail(option: string, problem: string): never {
   throw new InvalidOptionsError(option, Messages.invalidOption(option, problem));
 }
 
-function hasControlChars(value: string): boolean {
-  return /[\u0000-\u001f\u007f]/.test(value);
+/** Refuses lone surrogates, C0/DEL/C1 controls, format characters and line separators. */
+function checkCharacters(option: string, value: string): void {
+  const unsafe = findUnsafeCharacter(value);
+  if (unsafe) fail(option, ModuleMessages.unsafeCharacter(unsafe.kind, unsafe.codePoint, unsafe.index));
 }
 
-function validateHost(host: unknown, index: number): string {
-  const option = `hosts[${index}]`;
-  if (typeof host !== 'string' || host.trim() === '') fail(option, 'must be a non-empty string like "127.0.0.1:2379"');
-  const trimmed = host.trim();
-  const withoutScheme = trimmed.replace(/^https?:\/\//, '');
-  if (hasControlChars(trimmed) || /[\s/@]/.test(withoutScheme.replace(/\/$/, ''))) {
-    fail(option, `${JSON.stringify(trimmed)} is not of the form host:port or http(s)://host:port`);
+// Anything a host name cannot contain and that trimming would have hidden.
+const HOST_UNSAFE = /[\s\p{Cs}\p{Cc}\p{Cf}]/u;
+
+/**
+ * Validates one endpoint. Not trimmed: `'127.0.0.1:2379\n'` (a value read
+ * from a file, say) is refused where it is given, not half-accepted.
+ * `wrap` lets ETCD_HOSTS say where the value came from.
+ */
+function validateHost(host: unknown, option: string, wrap: (problem: string) => string = (p) => p): string {
+  const reject = (problem: string): never => fail(option, wrap(problem));
+  if (typeof host !== 'string' || host === '') reject(Messages.problem.hostEmpty());
+  const value = host as string;
+  const withoutScheme = value.replace(/^https?:\/\//, '');
+  // Checked before anything that echoes the value: "user:secret@host" must not be logged.
+  if (withoutScheme.includes('@')) reject(ModuleMessages.hostHasCredentials());
+  const unsafe = HOST_UNSAFE.exec(value);
+  if (unsafe) {
+    const codePoint = unsafe[0].codePointAt(0)!;
+    const kind: UnsafeCharacterKind = findUnsafeCharacter(unsafe[0])?.kind ?? 'white space';
+    reject(ModuleMessages.hostUnsafeCharacter(value, kind, codePoint, unsafe.index));
+  }
+  if (/\//.test(withoutScheme.replace(/\/$/, ''))) {
+    reject(Messages.problem.hostForm(value));
   }
   const match = /^(\[[^\]]+\]|[^:]+):(\d+)\/?$/.exec(withoutScheme);
-  if (!match) fail(option, `${JSON.stringify(trimmed)} has no port (expected host:port, e.g. 127.0.0.1:2379)`);
+  if (!match) return reject(Messages.problem.hostNoPort(value));
   const port = Number(match[2]);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(option, `port ${match[2]} is out of range 1..65535`);
-  return trimmed;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) reject(Messages.problem.portRange(match![2]!));
+  return value;
 }
 
 function integerIn(option: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    fail(option, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    fail(option, Messages.problem.integerRange(min, max, value));
   }
   return value;
 }
@@ -127,55 +171,58 @@ export function resolveCoordinationOptions(
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedCoordinationOptions {
   if (input === undefined || input === null) input = {};
-  if (typeof input !== 'object' || Array.isArray(input)) fail('options', 'must be an object');
+  if (typeof input !== 'object' || Array.isArray(input)) fail('options', ModuleMessages.optionsNotObject());
   for (const key of Object.keys(input)) {
-    if (!KNOWN_OPTIONS.has(key)) fail(key, `unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+    if (!KNOWN_OPTIONS.has(key)) fail(key, Messages.problem.unknownOption([...KNOWN_OPTIONS]));
   }
 
   let hosts: string[] = [];
   if (input.client !== undefined) {
-    if (!isEtcdClient(input.client)) fail('client', 'must be an Etcd3 instance from the etcd3 package');
+    if (!isEtcdClient(input.client)) fail('client', Messages.problem.notEtcdClient());
     for (const conflicting of ['hosts', 'auth', 'credentials'] as const) {
-      if (input[conflicting] !== undefined) fail(conflicting, 'cannot be combined with "client" (configure the client instead)');
+      if (input[conflicting] !== undefined) fail(conflicting, Messages.problem.conflictsWithClient());
     }
     hosts = ['(user-provided client)'];
   } else if (input.hosts !== undefined) {
-    const list = Array.isArray(input.hosts) ? input.hosts : typeof input.hosts === 'string' ? input.hosts.split(',') : fail('hosts', 'must be a string or an array of strings');
-    if (list.length === 0) fail('hosts', 'must name at least one etcd endpoint');
-    hosts = list.map(validateHost);
+    const list = Array.isArray(input.hosts) ? input.hosts : typeof input.hosts === 'string' ? input.hosts.split(',') : fail('hosts', Messages.problem.hostsType());
+    if (list.length === 0) fail('hosts', Messages.problem.hostsEmpty());
+    hosts = list.map((host, index) => validateHost(host, `hosts[${index}]`));
   } else {
-    const fromEnv = env.ETCD_HOSTS?.trim();
-    hosts = fromEnv ? fromEnv.split(',').map((h, i) => {
-      try { return validateHost(h, i); } catch (e) { fail('ETCD_HOSTS', `environment variable: ${(e as Error).message.replace(/^.*?: /, '')}`); }
-    }) : [DEFAULT_HOST];
+    // Unset or empty means "not configured"; anything else is validated as written (not trimmed).
+    const fromEnv = env.ETCD_HOSTS;
+    hosts = fromEnv
+      ? fromEnv.split(',').map((host, index) => validateHost(host, `ETCD_HOSTS[${index}]`, ModuleMessages.environmentVariable))
+      : [DEFAULT_HOST];
   }
 
   if (input.auth !== undefined) {
     const auth = input.auth as { username?: unknown; password?: unknown };
-    if (typeof auth !== 'object' || auth === null) fail('auth', 'must be { username, password }');
-    if (typeof auth.username !== 'string' || auth.username === '') fail('auth.username', 'must be a non-empty string');
+    if (typeof auth !== 'object' || auth === null) fail('auth', Messages.problem.authShape());
+    if (typeof auth.username !== 'string' || auth.username === '') fail('auth.username', Messages.problem.nonEmptyString());
     // Never include the password value in the message.
-    if (typeof auth.password !== 'string' || auth.password === '') fail('auth.password', 'must be a non-empty string');
+    if (typeof auth.password !== 'string' || auth.password === '') fail('auth.password', Messages.problem.nonEmptyString());
   }
   if (input.credentials !== undefined) {
     const c = input.credentials as { rootCertificate?: unknown; privateKey?: unknown; certChain?: unknown };
-    if (typeof c !== 'object' || c === null) fail('credentials', 'must be { rootCertificate, privateKey?, certChain? }');
-    if (!Buffer.isBuffer(c.rootCertificate)) fail('credentials.rootCertificate', 'must be a Buffer holding the PEM CA certificate');
-    if (c.privateKey !== undefined && !Buffer.isBuffer(c.privateKey)) fail('credentials.privateKey', 'must be a Buffer (PEM)');
-    if (c.certChain !== undefined && !Buffer.isBuffer(c.certChain)) fail('credentials.certChain', 'must be a Buffer (PEM)');
+    if (typeof c !== 'object' || c === null) fail('credentials', Messages.problem.credentialsShape());
+    if (!Buffer.isBuffer(c.rootCertificate)) fail('credentials.rootCertificate', Messages.problem.rootCertificate());
+    if (c.privateKey !== undefined && !Buffer.isBuffer(c.privateKey)) fail('credentials.privateKey', Messages.problem.pemBuffer());
+    if (c.certChain !== undefined && !Buffer.isBuffer(c.certChain)) fail('credentials.certChain', Messages.problem.pemBuffer());
     if ((c.privateKey === undefined) !== (c.certChain === undefined)) {
-      fail('credentials', 'privateKey and certChain must be given together (mutual TLS)');
+      fail('credentials', Messages.problem.mtlsPair());
     }
   }
 
   const namespace = input.namespace ?? '';
-  if (typeof namespace !== 'string') fail('namespace', 'must be a string');
-  if (hasControlChars(namespace)) fail('namespace', 'must not contain control characters');
-  if (namespace.length > 200) fail('namespace', 'must be at most 200 characters');
+  if (typeof namespace !== 'string') fail('namespace', Messages.problem.notString());
+  checkCharacters('namespace', namespace);
+  if (namespace.length > 200) fail('namespace', Messages.problem.maxLength(200));
+  if (namespace !== '' && !NAMESPACE_SEPARATORS.includes(namespace.at(-1)!)) fail('namespace', ModuleMessages.namespaceSeparator(namespace));
 
   const identity = input.identity ?? `${hostname()}:${process.pid}`;
-  if (typeof identity !== 'string' || identity === '') fail('identity', 'must be a non-empty string');
-  if (hasControlChars(identity) || identity.length > 256) fail('identity', 'must be at most 256 characters without control characters');
+  if (typeof identity !== 'string' || identity === '') fail('identity', Messages.problem.nonEmptyString());
+  checkCharacters('identity', identity);
+  if (identity.length > 256) fail('identity', Messages.problem.identityLength(256));
 
   let election: string | false = DEFAULT_ELECTION;
   if (input.election !== undefined) {
@@ -183,9 +230,9 @@ export function resolveCoordinationOptions(
     else if (typeof input.election === 'string') {
       validateName('election', input.election, (problem) => fail('election', problem));
       election = input.election;
-    } else fail('election', 'must be a name or false');
+    } else fail('election', Messages.problem.electionType());
   }
-  if (input.isGlobal !== undefined && typeof input.isGlobal !== 'boolean') fail('isGlobal', 'must be a boolean');
+  if (input.isGlobal !== undefined && typeof input.isGlobal !== 'boolean') fail('isGlobal', ModuleMessages.isGlobalNotBoolean(input.isGlobal));
 
   return {
     hosts,
@@ -198,5 +245,6 @@ export function resolveCoordinationOptions(
     connectTimeout: integerIn('connectTimeout', input.connectTimeout, 100, 600_000, DEFAULT_CONNECT_TIMEOUT_MS),
     requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
     election,
+    fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
   };
 }

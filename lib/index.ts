@@ -6,8 +6,17 @@ export type {
 } from './coordination.options.js';
 export { COORDINATION_MODULE_OPTIONS } from './coordination.constants.js';
 export { SessionService, type SessionState } from './session/session.service.js';
-export { LockService, type WithLockOptions, type OnLocked, type LockHolder } from './lock/lock.service.js';
-export type { AcquireOptions, HeldLockInfo } from './lock/queue-lock.engine.js';
+export {
+  LockService,
+  type WithLockOptions,
+  type OnLocked,
+  type LockHolder,
+  type HeldLockInfo,
+  type ReadWriteLock,
+} from './lock/lock.service.js';
+export type { AcquireOptions } from './queue/queue-spec.js';
+export type { CoordinationHold, HoldMode } from './queue/hold.js';
+export type { Lockable, RunOptions, KeyHolder } from './queue/lockable.js';
 export type { Semaphore, WithPermitOptions } from './lock/semaphore.js';
 export type { LockHandle, LockMode } from './lock/lock-handle.js';
 export { ElectionService, type CampaignOptions, type ResignOptions } from './election/election.service.js';

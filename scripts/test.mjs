@@ -8,6 +8,9 @@
 //   npm test -- --test-name-pattern="renew"    passed through to node --test (also --test-only,
 //                                              and any other --test-*=value flag)
 //   npm test -- --no-build                     reuse the existing build/ (quick re-runs)
+//   npm test -- unit                           only test/unit/** (the filter "unit" means that folder):
+//                                              no etcd is needed, so ensure-etcd is skipped, and only
+//                                              build/ is compiled (dist/ is not needed by those tests)
 // Env: TEST_CONCURRENCY (files in parallel, default 2), TEST_TIMEOUT (per test, ms, default 120000).
 //
 // The last line printed is always "N passed, N failed[, N skipped]" (leaf tests, see
@@ -19,7 +22,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const sourceTestDir = path.join(root, 'test');
 const buildTestDir = path.join(root, 'build', 'test');
+// Tests of the pure parts: they never start etcd (see test/unit/README.md).
+const UNIT_DIR = 'test/unit/';
 const DEFAULT_CONCURRENCY = 2; // the CI machine has 2 cores
 const DEFAULT_TIMEOUT_MS = 120_000;
 // node --test flags that take a separate value argument ("--flag value").
@@ -64,6 +70,8 @@ function parseArgs(argv) {
 
 /** Lets people pass the source path (test/foo.test.ts) or the compiled one. */
 function normalizeFilter(filter) {
+  // "unit" alone means the unit folder, not every path that happens to contain "unit" (community.test.ts).
+  if (filter === 'unit' || filter === 'unit/') return UNIT_DIR;
   return filter
     .replace(/\\/g, '/')
     .replace(/^\.\//, '')
@@ -71,27 +79,30 @@ function normalizeFilter(filter) {
     .replace(/\.ts$/, '.js');
 }
 
-function findTestFiles(dir) {
+function findTestFiles(dir, suffix) {
   if (!existsSync(dir)) return [];
   const found = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) found.push(...findTestFiles(full));
-    else if (entry.isFile() && entry.name.endsWith('.test.js')) found.push(full);
+    if (entry.isDirectory()) found.push(...findTestFiles(full, suffix));
+    else if (entry.isFile() && entry.name.endsWith(suffix)) found.push(full);
   }
   return found.sort();
 }
 
-function selectFiles(filters) {
-  const all = findTestFiles(buildTestDir);
-  if (all.length === 0) throw new SetupError(`no *.test.js files under ${path.relative(root, buildTestDir)}`);
-  if (filters.length === 0) return all;
+/** "test/..." paths of the compiled test files the filters select (before building: from the sources). */
+function selectFiles(filters, { fromSources }) {
   // Match against "test/..." so a filter can be written the way the source tree looks.
-  const rel = (f) => path.relative(path.join(root, 'build'), f).split(path.sep).join('/');
-  const selected = all.filter((f) => filters.some((flt) => rel(f).includes(flt)));
+  const all = fromSources
+    ? findTestFiles(sourceTestDir, '.test.ts').map((f) => path.relative(root, f).split(path.sep).join('/').replace(/\.ts$/, '.js'))
+    : findTestFiles(buildTestDir, '.test.js').map((f) => path.relative(path.join(root, 'build'), f).split(path.sep).join('/'));
+  const where = path.relative(root, fromSources ? sourceTestDir : buildTestDir);
+  if (all.length === 0) throw new SetupError(`no test files under ${where}`);
+  if (filters.length === 0) return all;
+  const selected = all.filter((f) => filters.some((flt) => f.includes(flt)));
   if (selected.length === 0) {
     throw new SetupError(
-      `no test file matches ${filters.map((f) => JSON.stringify(f)).join(', ')}; available:\n  ${all.map(rel).join('\n  ')}`,
+      `no test file matches ${filters.map((f) => JSON.stringify(f)).join(', ')}; available:\n  ${all.join('\n  ')}`,
     );
   }
   return selected;
@@ -105,17 +116,36 @@ function positiveInt(name, fallback) {
   return n;
 }
 
-async function setup(build) {
+/** True when every selected file is a unit test: then etcd is neither needed nor installed/started. */
+function unitOnly(files) {
+  return files.length > 0 && files.every((f) => f.startsWith(UNIT_DIR));
+}
+
+async function setup(build, files) {
   if (!existsSync(path.join(root, 'node_modules', '.bin', 'tsc'))) {
     const lock = existsSync(path.join(root, 'package-lock.json'));
     console.log(`test: node_modules missing, running npm ${lock ? 'ci' : 'install'}`);
     if ((await run('npm', [lock ? 'ci' : 'install'])) !== 0) throw new SetupError('npm install failed');
   }
-  if ((await run('bash', [path.join('scripts', 'ensure-etcd.sh')])) !== 0) {
+  if (unitOnly(files)) {
+    console.log('test: only unit tests selected: etcd not needed (ensure-etcd skipped)');
+  } else if ((await run('bash', [path.join('scripts', 'ensure-etcd.sh')])) !== 0) {
     throw new SetupError('etcd is not available (see ensure-etcd output above)');
   }
-  if (build && (await run(process.execPath, [path.join('scripts', 'build.mjs')])) !== 0) {
+  // The unit tests run from build/ only; dist/ (the published builds) is for the package tests.
+  const projects = unitOnly(files) ? ['tsconfig.json'] : [];
+  if (build && (await run(process.execPath, [path.join('scripts', 'build.mjs'), ...projects])) !== 0) {
     throw new SetupError('build failed (see tsc output above)');
+  }
+  // The Go interop tests need Go and etcd's Go sources (installed by ensure-go.sh) and a built
+  // Go peer. Build it here, outside the per-file time limit (a cold build takes a minute). If Go
+  // cannot be had, the tests themselves say so and are skipped.
+  if (files.some((f) => f.includes('go-interop'))) {
+    if ((await run('bash', [path.join('scripts', 'ensure-go.sh')])) !== 0) {
+      console.log('test: Go is not available (see ensure-go output above): the Go interop tests will be skipped');
+    } else if ((await run(process.execPath, [path.join('build', 'test', 'support', 'go-peer.js')])) !== 0) {
+      console.log('test: building the Go peer failed (see above): the Go interop tests will fail');
+    }
   }
 }
 
@@ -134,7 +164,7 @@ async function runTests(files, nodeFlags) {
       `--test-reporter=${path.join(root, 'scripts', 'count-reporter.mjs')}`,
       `--test-reporter-destination=${countFile}`,
       ...nodeFlags,
-      ...files.map((f) => path.relative(root, f)),
+      ...files.map((f) => path.join('build', f)),
     ];
     // Stack traces should point at the .ts sources; NODE_OPTIONS reaches the per-file processes.
     const nodeOptions = [process.env.NODE_OPTIONS, '--enable-source-maps'].filter(Boolean).join(' ');
@@ -148,8 +178,12 @@ async function runTests(files, nodeFlags) {
 
 async function main() {
   const { nodeFlags, filters, build } = parseArgs(process.argv.slice(2));
-  await setup(build);
-  const files = selectFiles(filters);
+  // With a build coming, select from the sources (so we know before building whether etcd is needed);
+  // with --no-build, from what is built.
+  const files = selectFiles(filters, { fromSources: build });
+  await setup(build, files);
+  const missing = files.filter((f) => !existsSync(path.join(root, 'build', f)));
+  if (missing.length > 0) throw new SetupError(`not built: ${missing.map((f) => `build/${f}`).join(', ')}`);
   const { code, summary } = await runTests(files, nodeFlags);
   const match = /^(\d+) passed, (\d+) failed/.exec(summary);
   if (!match) {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Injectable, Scope } from '@nestjs/common';
 import { Cron, Interval, ScheduleModule, SchedulerRegistry, Timeout } from '@nestjs/schedule';
 import { etcdFixture } from './harness/etcd.js';
-import { spawnNodeScript, type JsonMessage, type NodeProcess } from './harness/processes.js';
+import type { JsonMessage, NodeProcess } from './harness/processes.js';
 import { startProxy } from './harness/proxy.js';
 import {
   ElectionService,
@@ -16,6 +16,7 @@ import {
   currentLock,
 } from '../lib/index.js';
 import { closeApps, createApp, delay, eventually, uniqueNamespace } from './support/apps.js';
+import { spawnWorker } from './support/workers.js';
 
 // Both orders of every @nestjs/schedule decorator against @LeaderOnly, and @WithLock in both orders.
 @Injectable()
@@ -224,7 +225,7 @@ describe('@WithLock and @LeaderOnly', () => {
       const ns = uniqueNamespace('multi');
       const ttl = 2;
       const start = (id: string) => {
-        const w = spawnNodeScript('test/fixtures/scheduled-worker.js', { args: [etcd().endpoint, ns, id, String(ttl)], name: id });
+        const w = spawnWorker({ use: ['scheduled'], hosts: etcd().endpoint, namespace: ns, identity: id, ttl, election: 'leader' });
         workers.push(w);
         return w;
       };

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { firstValueFrom, toArray } from 'rxjs';
 import { etcdFixture, resolveEtcdBinaries } from './harness/etcd.js';
-import { spawnNodeScript, type JsonMessage, type NodeProcess } from './harness/processes.js';
+import type { JsonMessage, NodeProcess } from './harness/processes.js';
 import { startProxy } from './harness/proxy.js';
 import { ElectionService, NotLeaderError, type LeaderInfo, type LeaderState } from '../lib/index.js';
 import { closeApps, createApp, delay, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
+import { spawnWorker } from './support/workers.js';
 
 /** Resolves with the first message of `worker` after `since` (ms) matching `predicate`, without consuming it. */
 async function seen(worker: NodeProcess, predicate: (m: JsonMessage) => boolean, since: number, timeoutMs: number): Promise<JsonMessage> {
@@ -32,7 +33,7 @@ describe('ElectionService (real etcd)', () => {
   });
 
   function startWorker(ns: string, identity: string, ttl = 2, endpoint = etcd().endpoint): NodeProcess {
-    const worker = spawnNodeScript('test/fixtures/election-worker.js', { args: [endpoint, ns, identity, String(ttl)], name: identity });
+    const worker = spawnWorker({ use: ['election'], hosts: endpoint, namespace: ns, identity, ttl, election: 'leader', requestTimeout: 1_000 });
     workers.push(worker);
     return worker;
   }
@@ -63,7 +64,7 @@ describe('ElectionService (real etcd)', () => {
     await eventually(() => observed.includes(`${leaderName}-v2`), 5_000, 'proclamation observed');
     for (const w of trio) await w.waitForMessage((m) => m.type === 'state' && m.leader === `${leaderName}-v2`);
 
-    leader.send({ type: 'resign' });
+    leader.send({ type: 'resign', rejoin: false });
     await leader.waitForMessage('resigned');
     await eventually(() => trio.filter((w) => w !== leader && latestState(w)?.isLeader === true).length === 1, 5_000, 'successor');
     assert.equal(latestState(leader)?.isLeader, false);

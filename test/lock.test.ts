@@ -2,7 +2,6 @@ import { after, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { etcdFixture, resolveEtcdBinaries } from './harness/etcd.js';
-import { spawnNodeScript } from './harness/processes.js';
 import { startProxy } from './harness/proxy.js';
 import {
   InvalidNameError,
@@ -13,6 +12,7 @@ import {
   currentLock,
 } from '../lib/index.js';
 import { closeApps, createApp, delay, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
+import { spawnWorker } from './support/workers.js';
 
 describe('LockService (real etcd)', () => {
   const etcd = etcdFixture();
@@ -27,7 +27,7 @@ describe('LockService (real etcd)', () => {
   it('excludes an unprotected read-modify-write across 3 OS processes: no lost update', async () => {
     const ns = uniqueNamespace('counter');
     const workers = ['w1', 'w2', 'w3'].map((id) =>
-      spawnNodeScript('test/fixtures/lock-worker.js', { args: [etcd().endpoint, ns, id, '5'] }),
+      spawnWorker({ use: ['contention'], hosts: etcd().endpoint, namespace: ns, identity: id, ttl: 5 }),
     );
     await Promise.all(workers.map((w) => w.waitForMessage('ready', 20_000)));
     const rounds = 15;
@@ -252,7 +252,7 @@ describe('LockService (real etcd)', () => {
   it('a SIGKILLed holder loses the lock to the next waiter within TTL + 2 s', async () => {
     const ns = uniqueNamespace('crash');
     const ttl = 2;
-    const worker = spawnNodeScript('test/fixtures/lock-worker.js', { args: [etcd().endpoint, ns, 'victim', String(ttl)] });
+    const worker = spawnWorker({ use: ['locks'], hosts: etcd().endpoint, namespace: ns, identity: 'victim', ttl });
     await worker.waitForMessage('ready', 20_000);
     worker.send({ type: 'acquire', name: 'c' });
     const acquired = await worker.waitForMessage('acquired');
@@ -270,7 +270,7 @@ describe('LockService (real etcd)', () => {
 
   it('a holder whose app closes gracefully hands over at once, and its process exits by itself', async () => {
     const ns = uniqueNamespace('graceful');
-    const worker = spawnNodeScript('test/fixtures/lock-worker.js', { args: [etcd().endpoint, ns, 'leaving', '10'] });
+    const worker = spawnWorker({ use: ['locks'], hosts: etcd().endpoint, namespace: ns, identity: 'leaving', ttl: 10 });
     await worker.waitForMessage('ready', 20_000);
     worker.send({ type: 'acquire', name: 'g' });
     await worker.waitForMessage('acquired');

@@ -2,14 +2,19 @@ import 'reflect-metadata';
 import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Inject, Injectable, Module, type Type } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { LazyModuleLoader, NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
 import { etcdFixture, freePorts } from './harness/etcd.js';
 import {
+  COORDINATION_MODULE_OPTIONS,
   CoordinationModule,
+  ElectionService,
   EtcdUnavailableError,
   InvalidOptionsError,
+  InvalidUsageError,
   LockService,
+  WithLock,
+  currentLock,
   SessionService,
   type CoordinationModuleOptions,
   type CoordinationOptionsFactory,
@@ -164,5 +169,121 @@ describe('CoordinationModule', () => {
       if (saved === undefined) delete process.env.ETCD_HOSTS;
       else process.env.ETCD_HOSTS = saved;
     }
+  });
+
+  // --- ConfigurableModuleBuilder (issue 11.4) and one instance per application (issue 12.5) ---
+
+  const leaseCount = async () => {
+    const client = new Etcd3({ hosts: etcd().endpoint });
+    try {
+      return (await client.leaseClient.leaseLeases({})).leases.length;
+    } finally {
+      client.close();
+    }
+  };
+  const assertImportedTwice = (err: unknown) => {
+    assert.ok(err instanceof InvalidUsageError, String(err));
+    assert.equal(err.code, 'INVALID_USAGE');
+    assert.match(err.message, /CoordinationModule is imported twice/);
+    assert.match(err.message, /once, in the root module: it is global/);
+    assert.match(err.message, /forRootAsync/);
+    return true;
+  };
+
+  it('the options token is the public Symbol.for token and holds the options without the isGlobal extra', async () => {
+    assert.equal(COORDINATION_MODULE_OPTIONS, Symbol.for('nest-etcd-coordination:options'));
+    const options = { ...base(), isGlobal: true };
+    const app = await boot([CoordinationModule.forRoot(options)]);
+    const { isGlobal: _omitted, ...rest } = options;
+    assert.deepEqual(app.get(COORDINATION_MODULE_OPTIONS), rest);
+    const definition = CoordinationModule.forRoot();
+    assert.equal(definition.module, CoordinationModule);
+    assert.equal(definition.global, true);
+    assert.equal(CoordinationModule.forRoot({ isGlobal: false }).global, false);
+    assert.equal(CoordinationModule.forRootAsync({ useFactory: () => ({}), isGlobal: false }).global, false);
+    assert.equal(CoordinationModule.forRootAsync({ useFactory: () => ({}) }).global, true);
+    assert.throws(() => CoordinationModule.forRoot({ isGlobal: 'yes' as never }), (err: unknown) =>
+      err instanceof InvalidOptionsError && err.option === 'isGlobal');
+    assert.throws(() => CoordinationModule.forRootAsync({ useFactory: () => ({}), useClass: class {} as never }), /exactly one of useFactory, useClass, useExisting \(got useFactory, useClass\)/);
+  });
+
+  it('forRootAsync with useClass and isGlobal: false is not global, but the importing module gets LockService', async () => {
+    const { CoordinationConfig } = configModule(base());
+    await assert.rejects(boot([CoordinationModule.forRootAsync({ useClass: CoordinationConfig, isGlobal: false }), FeatureModule]), /LockService|dependencies/);
+    @Module({ imports: [CoordinationModule.forRootAsync({ useClass: configModule(base()).CoordinationConfig, isGlobal: false })], providers: [FeatureService] })
+    class Importing {}
+    const app = await boot([Importing]);
+    assert.ok(app.get(FeatureService).locks instanceof LockService);
+  });
+
+  it('two forRoot imports in one application fail bootstrap with InvalidUsageError before any etcd session', async () => {
+    const before = await leaseCount();
+    @Module({ imports: [CoordinationModule.forRoot({ ...base(), isGlobal: false })], providers: [FeatureService] })
+    class SecondImport {}
+    await assert.rejects(boot([CoordinationModule.forRoot(base()), SecondImport]), assertImportedTwice);
+    await assert.rejects(boot([CoordinationModule.forRoot(base()), CoordinationModule.forRoot(base())]), assertImportedTwice);
+    assert.equal(await leaseCount(), before, 'a duplicate module must not create a lease');
+  });
+
+  it('forRoot in the root module plus forRootAsync in a feature module is refused at once, before connecting', async () => {
+    const [port] = await freePorts(1);
+    // Nothing listens there: a session attempt would take connectTimeout and fail with EtcdUnavailableError.
+    const unreachable = { hosts: `127.0.0.1:${port}`, connectTimeout: 3_000, election: false as const };
+    @Module({ imports: [CoordinationModule.forRootAsync({ useFactory: async () => ({ ...unreachable, namespace: 'feature/' }) })] })
+    class Feature {}
+    const started = Date.now();
+    await assert.rejects(boot([CoordinationModule.forRoot({ ...unreachable, namespace: 'root/' }), Feature]), assertImportedTwice);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 1_500, `refusal took ${elapsed} ms`);
+  });
+
+  it('a lazily loaded module with its own CoordinationModule is refused too, and the running one keeps working', async () => {
+    const app = await boot([CoordinationModule.forRoot(base())]);
+    const before = await leaseCount();
+    @Module({ imports: [CoordinationModule.forRoot({ ...base(), isGlobal: false })] })
+    class LazyFeature {}
+    await assert.rejects(app.get(LazyModuleLoader).load(() => LazyFeature), assertImportedTwice);
+    assert.equal(await leaseCount(), before);
+    const handle = await app.get(LockService).acquire('after-lazy');
+    await handle.release();
+  });
+
+  it('one forRoot value imported by two modules is one instance with one session', async () => {
+    const before = await leaseCount();
+    const shared = CoordinationModule.forRoot({ ...base(), election: 'leader', isGlobal: false });
+    @Module({ imports: [shared], providers: [FeatureService], exports: [FeatureService] })
+    class First {}
+    @Module({ imports: [shared] })
+    class Second {}
+    const app = await boot([First, Second]);
+    assert.equal(app.get(FeatureService).locks, app.get(LockService));
+    assert.equal(await leaseCount(), before + 1);
+    const elections = app.get(ElectionService);
+    assert.ok(elections instanceof ElectionService);
+  });
+
+  it('decorated providers are bound with forRootAsync too (the explorer is a core provider)', async () => {
+    @Injectable()
+    class Jobs {
+      @WithLock('module-job')
+      async run(): Promise<string | undefined> {
+        return currentLock()?.name;
+      }
+    }
+    const { ConfigModule } = configModule(base());
+    @Module({ providers: [Jobs] })
+    class JobsModule {}
+    const app = await boot([CoordinationModule.forRootAsync({ imports: [ConfigModule], inject: [CONFIG], useFactory: (c: CoordinationModuleOptions) => c }), JobsModule]);
+    assert.equal(await app.get(Jobs).run(), 'module-job');
+  });
+
+  it('two separate applications in one process each have their own module and session', async () => {
+    const before = await leaseCount();
+    const app1 = await boot([CoordinationModule.forRoot(base()), FeatureModule]);
+    const app2 = await boot([CoordinationModule.forRoot(base()), FeatureModule]);
+    assert.notEqual(app1.get(LockService), app2.get(LockService));
+    const [h1, h2] = [await app1.get(LockService).acquire('per-app'), await app2.get(LockService).acquire('per-app')];
+    await Promise.all([h1.release(), h2.release()]);
+    assert.equal(await leaseCount(), before + 2);
   });
 });

@@ -2,7 +2,6 @@ import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Injectable } from '@nestjs/common';
 import { etcdFixture } from './harness/etcd.js';
-import { spawnNodeScript } from './harness/processes.js';
 import {
   InvalidNameError,
   InvalidUsageError,
@@ -14,6 +13,7 @@ import {
   type LockHandle,
 } from '../lib/index.js';
 import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+import { spawnWorker } from './support/workers.js';
 
 /** Shared by every instance of Documents (two apps in this process): who is inside right now. */
 const inside = { readers: 0, writers: 0, maxReaders: 0, violations: [] as string[] };
@@ -134,7 +134,7 @@ describe('read/write lock (real etcd)', () => {
 
   it('mixed readers and writers in 3 OS processes: a writer is always alone, readers only share with readers', async () => {
     const ns = uniqueNamespace('mix');
-    const workers = ['p1', 'p2', 'p3'].map((id) => spawnNodeScript('test/fixtures/rw-worker.js', { args: [etcd().endpoint, ns, id, '5'] }));
+    const workers = ['p1', 'p2', 'p3'].map((id) => spawnWorker({ use: ['contention'], hosts: etcd().endpoint, namespace: ns, identity: id, ttl: 5 }));
     const client = raw();
     try {
       await Promise.all(workers.map((w) => w.waitForMessage('ready', 20_000)));
@@ -286,7 +286,7 @@ describe('read/write lock (real etcd)', () => {
     const ns = uniqueNamespace('crash');
     const ttl = 2;
     const [writerProc, readerProc] = ['victim-w', 'victim-r'].map((id) =>
-      spawnNodeScript('test/fixtures/rw-worker.js', { args: [etcd().endpoint, ns, id, String(ttl)] }),
+      spawnWorker({ use: ['locks'], hosts: etcd().endpoint, namespace: ns, identity: id, ttl }),
     );
     const client = raw();
     try {

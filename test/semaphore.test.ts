@@ -2,7 +2,6 @@ import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Injectable } from '@nestjs/common';
 import { etcdFixture } from './harness/etcd.js';
-import { spawnNodeScript } from './harness/processes.js';
 import {
   InvalidNameError,
   InvalidUsageError,
@@ -14,8 +13,9 @@ import {
   currentLock,
   type LockHandle,
 } from '../lib/index.js';
-import { semaphoreDebug } from '../lib/lock/semaphore.js';
+import { EtcdWatches } from '../lib/etcd/watch.js';
 import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+import { spawnWorker } from './support/workers.js';
 
 /** Shared by every instance of Jobs (two apps in this process). */
 const jobs = { inside: 0, max: 0, gate: Promise.resolve() };
@@ -72,7 +72,7 @@ describe('semaphore (real etcd)', () => {
   it('never exceeds its permits under contention from 3 OS processes (CAS-counted in etcd)', async () => {
     const ns = uniqueNamespace('contend');
     const permits = 3;
-    const workers = ['p1', 'p2', 'p3'].map((id) => spawnNodeScript('test/fixtures/semaphore-worker.js', { args: [etcd().endpoint, ns, id, '5'] }));
+    const workers = ['p1', 'p2', 'p3'].map((id) => spawnWorker({ use: ['contention'], hosts: etcd().endpoint, namespace: ns, identity: id, ttl: 5 }));
     const client = raw();
     try {
       await Promise.all(workers.map((w) => w.waitForMessage('ready', 20_000)));
@@ -200,7 +200,7 @@ describe('semaphore (real etcd)', () => {
   it("a SIGKILLed holder's permit comes back after the session TTL", async () => {
     const ns = uniqueNamespace('crash');
     const ttl = 2;
-    const worker = spawnNodeScript('test/fixtures/semaphore-worker.js', { args: [etcd().endpoint, ns, 'victim', String(ttl)] });
+    const worker = spawnWorker({ use: ['locks'], hosts: etcd().endpoint, namespace: ns, identity: 'victim', ttl });
     const client = raw();
     try {
       await worker.waitForMessage('ready', 20_000);
@@ -269,9 +269,12 @@ describe('semaphore (real etcd)', () => {
         await eventually(async () => (await keysUnder(client, `${ns}h/`)).length === i + 2, 5_000, 'queued');
       }
       await delay(100);
-      semaphoreDebug.wakeups = 0;
+      // Waits woken by a watch event, in both applications (what 0.1 counted as semaphoreDebug.wakeups).
+      const wakeupsNow = () => a!.app.get(EtcdWatches).stats.wakeups + b!.app.get(EtcdWatches).stats.wakeups;
+      const before = wakeupsNow();
       await holder.release();
       await Promise.all(chain);
+      const semaphoreDebug = { wakeups: wakeupsNow() - before };
       // A herd (every waiter watching the prefix) would wake n + (n-1) + ... = 21 times.
       assert.ok(semaphoreDebug.wakeups <= 2 * n, `${semaphoreDebug.wakeups} wake-ups for ${n} hand-overs`);
       assert.ok(semaphoreDebug.wakeups >= n, `${semaphoreDebug.wakeups} wake-ups for ${n} hand-overs`);

@@ -1,10 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { LockHandle } from '../lock/lock-handle.js';
+import type { CoordinationHold } from '../queue/hold.js';
 import type { LeadershipContext } from '../election/leadership.js';
 
 /** What the current async call chain holds (internal store). */
 interface CoordinationStore {
-  readonly locks: ReadonlyMap<string, LockHandle>;
+  readonly locks: ReadonlyMap<string, CoordinationHold>;
   readonly leadership: ReadonlyMap<string, LeadershipContext>;
 }
 
@@ -12,7 +13,7 @@ const storage = new AsyncLocalStorage<CoordinationStore>();
 const EMPTY: CoordinationStore = { locks: new Map(), leadership: new Map() };
 
 /** Runs `fn` with `handle` added to the current context (used by withLock and the decorators). */
-export function runWithLock<T>(contextKey: string, handle: LockHandle, fn: () => T): T {
+export function runWithLock<T>(contextKey: string, handle: CoordinationHold, fn: () => T): T {
   const store = storage.getStore() ?? EMPTY;
   const locks = new Map(store.locks);
   locks.set(contextKey, handle);
@@ -28,7 +29,7 @@ export function runWithLeadership<T>(election: string, context: LeadershipContex
 }
 
 /** Internal: the handle of `contextKey` held by the current call chain, if still held. */
-export function heldInContext(contextKey: string): LockHandle | undefined {
+export function heldInContext(contextKey: string): CoordinationHold | undefined {
   const handle = storage.getStore()?.locks.get(contextKey);
   return handle && !handle.signal.aborted ? handle : undefined;
 }
@@ -41,13 +42,13 @@ export function heldInContext(contextKey: string): LockHandle | undefined {
 export function currentLock(name?: string): LockHandle | undefined {
   const store = storage.getStore();
   if (!store) return undefined;
-  if (name !== undefined) {
-    for (const handle of store.locks.values()) if (handle.name === name) return handle;
-    return undefined;
-  }
   let last: LockHandle | undefined;
-  for (const handle of store.locks.values()) last = handle;
-  return last;
+  for (const handle of store.locks.values()) {
+    if (handle.mode === 'leader') continue; // leaderships are currentLeadership()'s
+    if (name !== undefined && handle.name === name) return handle as LockHandle;
+    last = handle as LockHandle;
+  }
+  return name === undefined ? last : undefined;
 }
 
 /**

@@ -2,7 +2,6 @@ import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } fro
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
-import { semaphoreProvider } from '../lock/semaphore.js';
 import {
   bindClass,
   bindInstance,
@@ -28,7 +27,7 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     locks: LockService,
     elections: ElectionService,
   ) {
-    this.runtime = { locks, elections, semaphores: semaphoreProvider(locks), logger: new Logger('Coordination') };
+    this.runtime = { locks, elections, logger: new Logger('Coordination') };
   }
 
   onModuleInit(): void {

@@ -1,7 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import type { LockService } from '../lock/lock.service.js';
 import type { ElectionService } from '../election/election.service.js';
-import type { SemaphoreProvider } from './semaphore-provider.js';
 import { InvalidUsageError, ModuleNotInitializedError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 
@@ -9,7 +8,6 @@ import { Messages } from '../coordination.messages.js';
 export interface CoordinationRuntime {
   readonly locks: LockService;
   readonly elections: ElectionService;
-  readonly semaphores?: SemaphoreProvider;
   readonly logger: Logger;
 }
 
@@ -56,10 +54,7 @@ export function resolveRuntime(self: unknown, decorator: string, target: string)
     for (let proto = Object.getPrototypeOf(self); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
       const byClass = classRuntimes.get(proto.constructor);
       if (byClass === null) {
-        throw new InvalidUsageError(
-          `@${decorator} on ${target}: the class is a non-singleton provider in more than one application of this process, ` +
-            'so the application of this call cannot be told. Make the provider a singleton. The method was NOT run.',
-        );
+        throw new InvalidUsageError(Messages.ambiguousApplication(decorator, target));
       }
       if (byClass) return byClass;
     }

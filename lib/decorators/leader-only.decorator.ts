@@ -26,7 +26,7 @@ export function LeaderOnly(election?: string) {
     descriptor: TypedPropertyDescriptor<T>,
   ): TypedPropertyDescriptor<T> => {
     if (typeof descriptor?.value !== 'function') {
-      throw new InvalidUsageError(`@LeaderOnly can only decorate methods (${describeTarget(target, propertyKey)})`);
+      throw new InvalidUsageError(Messages.notAMethod('LeaderOnly', describeTarget(target, propertyKey)));
     }
     const where = describeTarget(target, propertyKey);
     const isAsync = isAsyncFunction(descriptor.value);
@@ -39,7 +39,7 @@ export function LeaderOnly(election?: string) {
           const runtime = resolveRuntime(this, 'LeaderOnly', where);
           name = election ?? runtime.elections.defaultElection;
           if (name === undefined) {
-            throw new InvalidUsageError(`@LeaderOnly() on ${where}: ${Messages.electionDisabled()} The method was NOT run.`);
+            throw new InvalidUsageError(Messages.leaderOnlyWithoutElection(where));
           }
           leadership = runtime.elections.leadership(name);
           if (!leadership) {

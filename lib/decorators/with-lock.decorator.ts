@@ -1,10 +1,11 @@
-import type { OnLocked } from '../lock/lock.service.js';
+import type { OnLocked } from '../queue/lockable.js';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { describeTarget, replaceMethod } from './method-wrapper.js';
 import { markDecorated, resolveRuntime } from './coordination.runtime.js';
-import { validatePermits } from '../lock/semaphore.js';
+import { validatePermits } from '../lock/permits.js';
+import { validateTimeout } from '../queue/queue-spec.js';
 
 /** Options of {@link WithLock}. */
 export interface WithLockDecoratorOptions {
@@ -49,7 +50,7 @@ export function WithLock<A extends unknown[] = any[]>(
     descriptor: TypedPropertyDescriptor<T>,
   ): TypedPropertyDescriptor<T> => {
     if (typeof descriptor?.value !== 'function') {
-      throw new InvalidUsageError(`@WithLock can only decorate methods (${describeTarget(target, propertyKey)})`);
+      throw new InvalidUsageError(Messages.notAMethod('WithLock', describeTarget(target, propertyKey)));
     }
     const where = describeTarget(target, propertyKey);
     markDecorated(target);
@@ -66,8 +67,7 @@ export function WithLock<A extends unknown[] = any[]>(
         };
         let result: unknown;
         if (options.permits !== undefined) {
-          if (!runtime.semaphores) throw new InvalidUsageError(`@WithLock({ permits }) on ${where}: semaphores are not available`);
-          result = await runtime.semaphores.withPermit(lockName, options.permits, runOnce, acquireOptions);
+          result = await runtime.locks.semaphore(lockName, options.permits).run(runOnce, acquireOptions);
         } else if (options.mode === 'read' || options.mode === 'write') {
           const rw = options.mode === 'read' ? runtime.locks.withReadLock : runtime.locks.withWriteLock;
           result = await rw.call(runtime.locks, lockName, runOnce, acquireOptions);
@@ -82,19 +82,17 @@ export function WithLock<A extends unknown[] = any[]>(
 }
 
 function validateDecoratorOptions(options: WithLockDecoratorOptions): void {
-  if (typeof options !== 'object' || options === null) throw new InvalidUsageError('@WithLock options must be an object');
+  if (typeof options !== 'object' || options === null) throw new InvalidUsageError(Messages.optionsNotObject('@WithLock'));
   const { onLocked, timeout, mode, permits } = options;
   if (onLocked !== undefined && !['wait', 'skip', 'fail'].includes(onLocked)) {
-    throw new InvalidUsageError(`@WithLock: onLocked must be 'wait', 'skip' or 'fail', got ${JSON.stringify(onLocked)}`);
+    throw new InvalidUsageError(`@WithLock: ${Messages.invalidOnLocked(onLocked)}`);
   }
-  if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0)) {
-    throw new InvalidUsageError(`@WithLock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
-  }
+  validateTimeout(timeout, '@WithLock');
   if (mode !== undefined && !['exclusive', 'read', 'write'].includes(mode)) {
-    throw new InvalidUsageError(`@WithLock: mode must be 'exclusive', 'read' or 'write', got ${JSON.stringify(mode)}`);
+    throw new InvalidUsageError(Messages.invalidMode(mode));
   }
   if (permits !== undefined) validatePermits(permits, '@WithLock');
   if (permits !== undefined && mode !== undefined && mode !== 'exclusive') {
-    throw new InvalidUsageError('@WithLock: permits cannot be combined with a read/write mode');
+    throw new InvalidUsageError(Messages.permitsWithMode());
   }
 }

@@ -18,7 +18,9 @@ export type CoordinationErrorCode =
   | 'NOT_LEADER'
   | 'LEADERSHIP_LOST'
   | 'MODULE_NOT_INITIALIZED'
-  | 'INVALID_USAGE';
+  | 'INVALID_USAGE'
+  | 'NAME_IN_USE'
+  | 'ETCD_HISTORY_RESET';
 
 /** Base class of every error this library throws. */
 export class CoordinationError extends Error {
@@ -103,8 +105,26 @@ export class LockReleasedError extends CoordinationError {
 
 /** The etcd session (lease) ended: every lock and leadership on it is gone. */
 export class SessionLostError extends CoordinationError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('SESSION_LOST', message, options);
+  constructor(message: string, options?: { cause?: unknown; code?: CoordinationErrorCode }) {
+    super(options?.code ?? 'SESSION_LOST', message, options);
+  }
+}
+
+/**
+ * etcd's history was lost or rolled back (data wiped, or restored from an
+ * older snapshot): revisions, and so fencing tokens, went backwards. Every
+ * hold and leadership of this application was given up at once (this is the
+ * abort reason of their signals; it is a SessionLostError). New holds work on
+ * the new history; if you fence with tokens, raise the `fencingEpoch` option
+ * (see docs/faults.md) so tokens keep growing.
+ */
+export class EtcdHistoryResetError extends SessionLostError {
+  constructor(
+    readonly hosts: readonly string[],
+    message: string,
+    readonly detail: { previousClusterId: string; clusterId: string; previousRevision: bigint; revision: bigint },
+  ) {
+    super(message, { code: 'ETCD_HISTORY_RESET' });
   }
 }
 
@@ -140,5 +160,23 @@ export class ModuleNotInitializedError extends CoordinationError {
 export class InvalidUsageError extends CoordinationError {
   constructor(message: string) {
     super('INVALID_USAGE', message);
+  }
+}
+
+/**
+ * The name is already in use as another kind (a mutex, read/write lock,
+ * semaphore with another `permits`, or election): the kinds would share etcd
+ * keys. Thrown by every acquire, try-acquire and campaign; nothing is left in etcd.
+ */
+export class NameInUseError extends CoordinationError {
+  constructor(
+    readonly lockName: string,
+    /** The kind that was asked for. */
+    readonly requestedKind: string,
+    /** What the name is in use as. */
+    readonly inUseAs: string,
+    message: string,
+  ) {
+    super('NAME_IN_USE', message);
   }
 }

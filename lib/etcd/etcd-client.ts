@@ -10,7 +10,7 @@ import { redact } from './etcd-errors.js';
  * or one the user passed in (which we must never close).
  */
 export class EtcdClientHolder {
-  private closed = false;
+  private isClosed = false;
   constructor(
     readonly client: Etcd3,
     readonly owned: boolean,
@@ -18,9 +18,14 @@ export class EtcdClientHolder {
     readonly username: string | undefined,
   ) {}
 
+  /** True once the module shut down (the client may still be open if the user owns it). */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.isClosed) return;
+    this.isClosed = true;
     if (this.owned) this.client.close();
   }
 }

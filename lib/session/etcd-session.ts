@@ -9,7 +9,7 @@ import { Messages } from '../coordination.messages.js';
 type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>;
 
 /** Why a session ended. */
-export type SessionEndReason = 'deadline' | 'lease-gone' | 'closed';
+export type SessionEndReason = 'deadline' | 'lease-gone' | 'history-reset' | 'closed';
 
 /**
  * One etcd lease, kept alive, with a client-side deadline.
@@ -179,12 +179,15 @@ export class EtcdSession {
     this.dropStream();
   }
 
-  /** Declares the session lost: aborts `signal` at once, then revokes the lease in the background. */
-  lose(reason: Exclude<SessionEndReason, 'closed'>, message: string): void {
+  /**
+   * Declares the session lost: aborts `signal` at once (with `error`, or a
+   * SessionLostError), then revokes the lease in the background.
+   */
+  lose(reason: Exclude<SessionEndReason, 'closed'>, message: string, error?: SessionLostError): void {
     if (this.ended) return;
     this.ended = reason;
     this.stopBackground();
-    this.controller.abort(new SessionLostError(Messages.sessionLost(this.leaseHex, message)));
+    this.controller.abort(error ?? new SessionLostError(Messages.sessionLost(this.leaseHex, message)));
     this.onEnd(this, reason, message);
     // If the server still has the lease (we were only slow), give its keys up:
     // the running code was already told it no longer holds them.

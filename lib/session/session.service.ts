@@ -2,12 +2,12 @@ import { performance } from 'node:perf_hooks';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { setMaxListeners } from 'node:events';
 import { BehaviorSubject, type Observable } from 'rxjs';
-import type { Watcher } from 'etcd3';
 import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
 import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
-import { EtcdOps, recoverRefusedWatch } from '../etcd/etcd-ops.js';
+import { EtcdWatches } from '../etcd/watch.js';
+import { HistoryGuard } from '../etcd/history-guard.js';
 import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
@@ -43,16 +43,20 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
   private readonly ended = new Set<EtcdSession>();
   private readonly shutdownController = new AbortController();
   private readonly stateSubject = new BehaviorSubject<SessionState>({ status: 'connecting', since: new Date() });
-  private watchAnchor?: Watcher;
-  private watchAnchorRetry?: NodeJS.Timeout;
 
   constructor(
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
     @Inject(ETCD_CLIENT_HOLDER) private readonly holder: EtcdClientHolder,
-    private readonly ops: EtcdOps,
+    private readonly watches: EtcdWatches,
+    history: HistoryGuard,
   ) {
     // Every waiter and hold listens to this signal: many listeners are expected, not a leak.
     setMaxListeners(0, this.shutdownController.signal);
+    // etcd's history was wiped or rolled back: no hold of ours may survive it.
+    history.onReset((error) => {
+      this.logger.error(error.message);
+      this.current?.lose('history-reset', error.message, error);
+    });
   }
 
   /** Session state: replays the current state, then every change. Completes on shutdown. */
@@ -88,7 +92,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     // Fail bootstrap early and clearly instead of at the first lock.
     try {
       await this.session();
-      this.openWatchAnchor();
+      this.watches.openAnchor(this.options.namespace);
     } catch (err) {
       // Nest does not run shutdown hooks after a failed init: close what we opened now.
       this.beginShutdown();
@@ -110,47 +114,6 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     });
     if (!signal) return this.creating;
     return raceSignal(this.creating, signal);
-  }
-
-  /**
-   * etcd3 1.1.x tears down its whole gRPC connection when the client's last
-   * watcher is cancelled (failing every request in flight), and a lock waiter
-   * cancels its only watcher at every hand-off. One idle watcher on a key
-   * nobody writes, kept for the application's lifetime, keeps the stream (and
-   * the connection) up. It lives inside the namespace so a role limited to the
-   * namespace may watch it.
-   */
-  private openWatchAnchor(): void {
-    if (this.shutdownController.signal.aborted) return;
-    const key = Buffer.from(`${this.options.namespace}\u0000nest-etcd-coordination-watch-anchor`);
-    const watcher = this.holder.client.watch().key(key).watcher();
-    this.watchAnchor = watcher;
-    // Whether etcd has created the watch on the current stream (reset on every reconnect).
-    let connected = false;
-    watcher.on('connected', () => (connected = true));
-    watcher.on('disconnected', () => (connected = false));
-    watcher.on('error', (err: Error) => {
-      // A refused create (e.g. an expired auth token) leaves etcd3's watch stream stuck.
-      if (!connected) recoverRefusedWatch(this.holder.client, err);
-      // etcd3 drops a watcher after 'error'; open a new one a little later.
-      if (this.watchAnchor !== watcher) return;
-      this.watchAnchor = undefined;
-      this.watchAnchorRetry = setTimeout(() => this.openWatchAnchor(), 1_000);
-      this.watchAnchorRetry.unref();
-    });
-  }
-
-  private async closeWatchAnchor(): Promise<void> {
-    clearTimeout(this.watchAnchorRetry);
-    const anchor = this.watchAnchor;
-    this.watchAnchor = undefined;
-    if (!anchor) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      anchor.cancel().catch(() => undefined),
-      new Promise((resolve) => { timer = setTimeout(resolve, this.options.requestTimeout); }),
-    ]);
-    clearTimeout(timer);
   }
 
   /**
@@ -257,10 +220,9 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     const last = this.current;
     if (last) await last.close();
     await Promise.allSettled([...this.ended].map((s) => s.settled()));
-    // Watches of waiters that gave up are cancelled asynchronously: let them finish, so a
-    // client the user owns is left without any watch of ours.
-    await this.ops.drainWatches(this.options.requestTimeout);
-    await this.closeWatchAnchor();
+    // Cancel every watch of ours (waits, observers, the anchor) and let the cancellations
+    // finish, so a client the user owns is left without any watch of ours.
+    await this.watches.close(this.options.requestTimeout);
     this.stateSubject.next({
       status: 'closed',
       leaseId: last?.leaseId,

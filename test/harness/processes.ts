@@ -2,7 +2,7 @@
 // leader that gets SIGKILLed, ...). The child runs a compiled script from build/ and talks
 // back with JSON lines on stdout (see child.ts for the child side).
 //
-//   const worker = spawnNodeScript('test/fixtures/lock-worker.js', { args: [etcd().endpoint] });
+//   const worker = spawnNodeScript('test/fixtures/worker.js', { args: [JSON.stringify(config)] }); // see test/support/workers.ts
 //   await worker.waitForMessage('acquired');            // msg.type === 'acquired'
 //   worker.send({ type: 'release' });
 //   await worker.kill('SIGKILL');

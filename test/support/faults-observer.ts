@@ -1,4 +1,4 @@
-// The outside observer of the fault tests: starts fault-worker processes, collects what
+// The outside observer of the fault tests: starts fault workers (test/fixtures/worker.ts), collects what
 // they report (JSON lines with timestamps and fencing tokens) and checks the invariants:
 //
 //  - exclusivity: the hold intervals of one lock never overlap, nor do leaderships. A hold
@@ -14,20 +14,12 @@
 //  - cleanliness: after shutdown no key is left under the namespace and no lease survives.
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
-import { spawnNodeScript, type JsonMessage, type NodeProcess } from '../harness/processes.js';
+import type { JsonMessage, NodeProcess } from '../harness/processes.js';
 import { eventually, keysUnder, leaseIds } from './apps.js';
+import { spawnWorker, type WorkerConfig } from './workers.js';
 
-export interface FaultWorkerConfig {
-  hosts: string[];
-  namespace: string;
-  identity: string;
-  ttl: number;
-  election: string | false;
-  requestTimeout?: number;
-  connectTimeout?: number;
-  auth?: { username: string; password: string };
-  resource?: { hosts: string[]; prefix: string; auth?: { username: string; password: string } };
-}
+/** A fault worker: test/fixtures/worker.ts with the fault and election command modules. */
+export type FaultWorkerConfig = Omit<WorkerConfig, 'use'> & Required<Pick<WorkerConfig, 'ttl' | 'election'>>;
 
 export interface Interval {
   worker: string;
@@ -52,8 +44,8 @@ export class FaultFleet {
   constructor(private readonly base: Omit<FaultWorkerConfig, 'identity'>) {}
 
   start(identity: string, overrides: Partial<FaultWorkerConfig> = {}): NodeProcess {
-    const cfg: FaultWorkerConfig = { ...this.base, identity, ...overrides };
-    const worker = spawnNodeScript('test/fixtures/fault-worker.js', { args: [JSON.stringify(cfg)], name: identity });
+    const cfg: FaultWorkerConfig = { requestTimeout: 2_000, connectTimeout: 10_000, ...this.base, identity, ...overrides };
+    const worker = spawnWorker({ ...cfg, use: cfg.election === false ? ['fault'] : ['fault', 'election'] });
     this.workers.push(worker);
     return worker;
   }

@@ -1,0 +1,111 @@
+import type { EtcdOps, OlderKey, QueueView } from '../etcd/etcd-ops.js';
+import type { EtcdWatches, WatchEvent, WatchTarget } from '../etcd/watch.js';
+import { NameInUseError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
+import { backoffDelay, sleep } from '../util/abort.js';
+import type { QueueSpec } from './queue-spec.js';
+import type { WaitTarget } from './turn-policy.js';
+
+/** Our key vanished while we waited: the session lease expired or was revoked, or someone deleted it. */
+export class OwnKeyGoneError extends Error {
+  constructor(key: Buffer) {
+    super(Messages.ownKeyGone(key.toString('utf8')));
+  }
+}
+
+/** Our key in the queue, as the wait loop tracks it (internal). */
+export interface QueuedKey {
+  myKey: Buffer;
+  myRevision?: bigint;
+  leaseId: bigint;
+}
+
+/**
+ * The queue algorithm, once for every kind: claim our key (one transaction
+ * that also reads the newest older keys), ask the turn policy where we
+ * stand, wait on what it says to watch, re-check atomically (our own key
+ * still there + the older keys), repeat. Resolves true when we hold, false
+ * when `tryOnly` and we would have to wait. `queued.myRevision` is set as
+ * soon as the claim answered, so the caller can remove our key on every way
+ * out (this function never removes it).
+ */
+export async function claimAndWait(
+  ops: EtcdOps,
+  watches: EtcdWatches,
+  spec: QueueSpec,
+  queued: QueuedKey,
+  signal: AbortSignal,
+  tryOnly: boolean,
+): Promise<boolean> {
+  const what = `acquire ${spec.kind} "${spec.name}"`;
+  const { policy } = spec;
+  const claim = await ops.claimKey(queued.myKey, spec.value, queued.leaseId, policy.range, policy.olderLimit, what);
+  const myRevision = claim.myRevision;
+  queued.myRevision = myRevision;
+  let view: QueueView | undefined;
+  // A key that already existed (a retried claim, or a campaign that kept its key) may
+  // carry another value, and may have waited behind us: look where it stands.
+  let waited = !claim.created;
+  if (claim.created) view = claim;
+  else if (!claim.existingValue.equals(spec.value)) {
+    if (!(await ops.putIfRevision(queued.myKey, myRevision, spec.value, queued.leaseId, what))) throw new OwnKeyGoneError(queued.myKey);
+  }
+  for (let watchFailures = 0; ; ) {
+    if (signal.aborted) throw signal.reason;
+    view ??= await ops.checkOlder(queued.myKey, myRevision, policy.range, policy.olderLimit, what);
+    if (!view) throw new OwnKeyGoneError(queued.myKey);
+    assertSameKind(spec, view.older);
+    const standing = policy.standing(view.older, view.more, myRevision);
+    if (standing.holds) {
+      // Wake our successor, which watches only us for a change.
+      if (waited && policy.touchOnGrant && !(await ops.putIfRevision(queued.myKey, myRevision, spec.value, queued.leaseId, what))) {
+        throw new OwnKeyGoneError(queued.myKey);
+      }
+      return true;
+    }
+    if (tryOnly) return false;
+    waited = true;
+    const outcome = await watches.next(watchTarget(standing.wait, view.headerRevision), signal, acceptor(standing.wait));
+    if (outcome === 'failed') {
+      // Compaction or a cancelled watch: back off a little, then re-read the truth.
+      await sleep(backoffDelay(watchFailures++, 50, 2_000), signal);
+    } else {
+      watchFailures = 0;
+    }
+    view = undefined;
+  }
+}
+
+function watchTarget(wait: WaitTarget, headerRevision: bigint): WatchTarget {
+  const fromRevision = headerRevision + 1n;
+  switch (wait.on) {
+    case 'delete':
+      return { key: wait.key, fromRevision, deletesOnly: true };
+    case 'change':
+      return { key: wait.key, fromRevision };
+    case 'older-delete':
+      return { key: wait.range.key, prefix: true, fromRevision, deletesOnly: true, previous: true };
+  }
+}
+
+/**
+ * For `older-delete`: deletions of newer keys (waiters behind us giving up)
+ * are filtered out with the previous key-value; when etcd cannot supply it
+ * we wake anyway, since a spurious wake-up only costs a re-check.
+ */
+function acceptor(wait: WaitTarget): (event: WatchEvent) => boolean {
+  if (wait.on !== 'older-delete') return () => true;
+  return ({ previous }) => !previous || BigInt(previous.create_revision) <= wait.maxCreateRevision;
+}
+
+/** Refuses a queue that holds keys of another kind's shape (the same name used as another kind elsewhere). */
+function assertSameKind(spec: QueueSpec, older: readonly OlderKey[]): void {
+  for (const { key } of older) {
+    if (!key.subarray(0, spec.prefix.length).equals(spec.prefix)) continue;
+    const suffix = key.subarray(spec.prefix.length).toString('utf8');
+    if (!spec.keyShape.test(suffix)) {
+      const found = Messages.foreignKey(key.toString('utf8'));
+      throw new NameInUseError(spec.name, spec.registryKind, found, Messages.nameInUse(spec.name, spec.kind, found));
+    }
+  }
+}

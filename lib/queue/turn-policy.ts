@@ -1,0 +1,84 @@
+import type { KeyRange, OlderKey } from '../etcd/etcd-ops.js';
+
+/**
+ * What a waiter waits on, as decided by its {@link TurnPolicy}. Each target
+ * wakes one waiter per hand-off (no herd): the direct predecessor, or, for
+ * the first waiter of a semaphore, any older key.
+ */
+export type WaitTarget =
+  /** The deletion of this key (our predecessor left). */
+  | { on: 'delete'; key: Buffer }
+  /** A PUT or DELETE of this key (our predecessor left, or got its permit and touched its key). */
+  | { on: 'change'; key: Buffer }
+  /** The deletion of any key of `range` created at or before `maxCreateRevision` (a holder left). */
+  | { on: 'older-delete'; range: KeyRange; maxCreateRevision: bigint };
+
+/** Where our key stands: we hold, or we wait for `wait` and look again. */
+export type Standing = { holds: true } | { holds: false; wait: WaitTarget };
+
+/**
+ * The one thing that differs between the queue kinds (Curator's
+ * `LockInternalsDriver.getsTheLock`): given the newest keys older than ours
+ * in `range`, do we hold, and if not, what do we watch? Pure: no I/O.
+ */
+export interface TurnPolicy {
+  /** The key range whose older keys decide our turn. */
+  readonly range: KeyRange;
+  /** How many of the newest older keys {@link standing} needs. */
+  readonly olderLimit: number;
+  /**
+   * `older`: keys of `range` older than ours, newest first, at most
+   * `olderLimit` of them; `more`: further older keys exist.
+   */
+  standing(older: readonly OlderKey[], more: boolean, myRevision: bigint): Standing;
+  /**
+   * Whether a waiter that comes to hold must re-put its key to wake the
+   * successor watching it for a change (the semaphore's hand-on). Never for
+   * read/write keys: Go's RWMutex orders by mod revision, so a re-put would
+   * reorder the queue for Go peers.
+   */
+  readonly touchOnGrant: boolean;
+}
+
+/**
+ * etcd's mutex and election rule (Go's `waitDeletes`): we hold when no key
+ * of `range` is older than ours; otherwise we watch only the newest older
+ * key, our predecessor, for its deletion. Serves the mutex and the election
+ * (range = the name's prefix), the read lock (range = the `write/` keys: a
+ * reader waits only for older writers) and the write lock (range = every
+ * key of the name).
+ */
+export function predecessorPolicy(range: KeyRange): TurnPolicy {
+  return {
+    range,
+    olderLimit: 1,
+    touchOnGrant: false,
+    standing: (older) => {
+      const predecessor = older[0];
+      return predecessor ? { holds: false, wait: { on: 'delete', key: predecessor.key } } : { holds: true };
+    },
+  };
+}
+
+/**
+ * The counting semaphore's rule: the `permits` oldest keys hold, so permits
+ * are granted in arrival order. The first waiter (exactly `permits` older
+ * keys) watches the range for the deletion of any older key; every later
+ * waiter watches only its predecessor for a change: its deletion, or the
+ * touch it makes when it gets its permit (then we may be the first waiter).
+ * One hand-off therefore wakes O(1) waiters, whatever the queue length.
+ */
+export function permitsPolicy(range: KeyRange, permits: number): TurnPolicy {
+  return {
+    range,
+    olderLimit: permits,
+    touchOnGrant: true,
+    standing: (older, more, myRevision) => {
+      if (older.length < permits) return { holds: true };
+      if (older.length === permits && !more) {
+        return { holds: false, wait: { on: 'older-delete', range, maxCreateRevision: myRevision } };
+      }
+      return { holds: false, wait: { on: 'change', key: older[0]!.key } };
+    },
+  };
+}
