@@ -259,7 +259,7 @@ describe('CoordinationHealthIndicator through an etcd outage longer than the TTL
         const startedAt = performance.now();
         const res = await ready();
         const took = performance.now() - startedAt;
-        assert.ok(took < 500, `a readiness request must answer at once, even while etcd is down (took ${took.toFixed(0)} ms)`);
+        assert.ok(took < 1_000, `a readiness request must answer at once, even while etcd is down (took ${took.toFixed(0)} ms)`);
         if (res.code === code) return { at: performance.now(), ...res };
         if (performance.now() > deadline) throw new Error(`no ${code} within ${timeoutMs} ms; last ${res.code} ${JSON.stringify(res.body)}`);
         await delay(50);
@@ -296,7 +296,8 @@ describe('CoordinationHealthIndicator through an etcd outage longer than the TTL
       const indicator = app.get(CoordinationHealthIndicator);
       const burst = await Promise.all(Array.from({ length: 20 }, () => indicator.isHealthy(KEY)));
       assert.ok(burst.every((r) => detailOf(r).status === 'down'));
-      await delay(1_100);
+      // Past the 1 s minimum interval, but before that attempt can have given up (>= 1.5 s).
+      await delay(Math.max(0, down.at + 1_100 - performance.now()));
       await ready();
       assert.equal(asks.calls, 1, 'no second attempt while one is in flight, however many checks come');
 
