@@ -13,6 +13,8 @@ export interface CoordinationHealthOptions {
    * The election whose leadership is reported in the details: the default
    * election when omitted, another election by name, or `false` for none.
    * Leadership is a detail only: a follower is as healthy as the leader.
+   * A named election is observed (one etcd watch) from its first check until
+   * shutdown, so pass a fixed name, not one that changes from call to call.
    */
   election?: string | false;
 }
