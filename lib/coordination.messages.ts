@@ -205,3 +205,15 @@ function codePointLabel(codePoint: number): string {
 function visibleText(value: string): string {
   return value.replace(/[\u0080-\u009f\p{Cf}\u2028\u2029]/gu, (ch) => `<${codePointLabel(ch.codePointAt(0)!)}>`);
 }
+
+/**
+ * Texts of the health indicator (`nest-etcd-coordination/health`): why the
+ * coordination check reports down. Never include a secret.
+ */
+export const HealthMessages = {
+  connecting: () => 'No etcd session yet: still connecting to etcd',
+  lost: (reason: string | undefined) =>
+    `The etcd session was lost${reason ? ` (${reason})` : ''}; a new session is created as soon as etcd answers`,
+  closed: () => 'The etcd session is closed (application shut down)',
+  shuttingDown: () => 'The application is shutting down',
+} as const;
