@@ -35,11 +35,23 @@ export const Messages = {
     'Import CoordinationModule.forRoot(...) (or forRootAsync) in your root module. The method was NOT run.',
   decoratedMethodNotAsync: (decorator: string, target: string) =>
     `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  // ---- session and connectivity (h/session): keep this block together for easy merges ----
+  etcdNoHostServing: (hosts: readonly string[], what: string) =>
+    `No etcd member at ${hosts.join(', ')} could ${what}: every host failed recently (etcd3's circuit breakers are open). ` +
+    'Check that etcd is running, has quorum, and that "hosts" (or ETCD_HOSTS) points to it.',
+  etcdUnreachableSince: (hosts: readonly string[], ms: number, cause: string) =>
+    `Could not reach etcd at ${hosts.join(', ')} for ${ms} ms (${cause}). Check that etcd is running and that "hosts" (or ETCD_HOSTS) points to it.`,
+  keepAliveUnanswered: (ms: number) => `no keepalive answer for ${ms} ms`,
+  // ---- end of session and connectivity block ----
   log: {
     sessionStarted: (leaseHex: string, ttl: number) => `etcd session started (lease ${leaseHex}, TTL ${ttl} s)`,
     sessionLost: (leaseHex: string, reason: string) => `etcd session lost (lease ${leaseHex}): ${reason}`,
     sessionClosed: (leaseHex: string) => `etcd session closed (lease ${leaseHex} revoked)`,
     keepAliveFailed: (leaseHex: string, reason: string) => `keepalive for lease ${leaseHex} failed: ${reason}; retrying`,
+    // ---- session and connectivity (h/session) ----
+    keepAliveStalled: (leaseHex: string, ms: number) =>
+      `keepalive for lease ${leaseHex}: no answer for ${ms} ms; reopening the keepalive stream on a new connection`,
+    // ---- end of session and connectivity block ----
     leaderOnlySkipped: (target: string, election: string) =>
       `${target} skipped: not the leader of "${election}"`,
     withLockSkipped: (target: string, name: string) => `${target} skipped: lock "${name}" is held elsewhere`,

@@ -18,10 +18,22 @@ import { Messages } from '../coordination.messages.js';
 /** What an etcd error means to us. */
 export type EtcdErrorKind = 'unavailable' | 'auth' | 'permission' | 'closed' | 'other';
 
+/**
+ * etcd3 opens a cockatiel circuit breaker per host (when it has more than one)
+ * and then fails calls with cockatiel's BrokenCircuitError ("Execution
+ * prevented because the circuit breaker is open") without sending them: every
+ * host failed recently. Recognised by cockatiel's own marker property, not by
+ * `instanceof`, so a second copy of cockatiel in node_modules cannot hide it.
+ */
+export function isOpenCircuitError(err: unknown): boolean {
+  return err instanceof Error && ('isBrokenCircuitError' in err || 'isIsolatedCircuitError' in err);
+}
+
 export function classifyEtcdError(err: unknown): EtcdErrorKind {
   // Our own typed errors are verdicts already: only a single failed request may be retried.
   if (err instanceof EtcdUnavailableError) return err.retryable ? 'unavailable' : 'other';
   if (err instanceof CoordinationError) return 'other';
+  if (isOpenCircuitError(err)) return 'unavailable';
   if (err instanceof EtcdAuthenticationFailedError || err instanceof GRPCUnauthenticatedError) return 'auth';
   if (err instanceof EtcdPermissionDeniedError) return 'permission';
   if (err instanceof ClientClosedError) return 'closed';
@@ -58,6 +70,9 @@ export function toCoordinationError(
       return new EtcdPermissionError(Messages.etcdPermissionDenied(context.hosts, context.what));
     case 'unavailable':
     case 'closed':
+      if (isOpenCircuitError(err)) {
+        return new EtcdUnavailableError(context.hosts, Messages.etcdNoHostServing(context.hosts, context.what), { cause: err });
+      }
       if (/handshake|SSL|certificate|TLS|ssl/i.test(cause)) {
         return new EtcdUnavailableError(context.hosts, Messages.etcdTlsFailed(context.hosts, redact(cause)), { cause: err });
       }
