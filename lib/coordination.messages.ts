@@ -39,9 +39,6 @@ export const Messages = {
   etcdNoHostServing: (hosts: readonly string[], what: string) =>
     `No etcd member at ${hosts.join(', ')} could ${what}: every host failed recently (etcd3's circuit breakers are open). ` +
     'Check that etcd is running, has quorum, and that "hosts" (or ETCD_HOSTS) points to it.',
-  etcdUnreachableSince: (hosts: readonly string[], ms: number, cause: string) =>
-    `Could not reach etcd at ${hosts.join(', ')} for ${ms} ms (${cause}). Check that etcd is running and that "hosts" (or ETCD_HOSTS) points to it.`,
-  keepAliveUnanswered: (ms: number) => `no keepalive answer for ${ms} ms`,
   // ---- end of session and connectivity block ----
   log: {
     sessionStarted: (leaseHex: string, ttl: number) => `etcd session started (lease ${leaseHex}, TTL ${ttl} s)`,
@@ -51,6 +48,8 @@ export const Messages = {
     // ---- session and connectivity (h/session) ----
     keepAliveStalled: (leaseHex: string, ms: number) =>
       `keepalive for lease ${leaseHex}: no answer for ${ms} ms; reopening the keepalive stream on a new connection`,
+    sessionAttemptFailed: (attempt: number, timeoutMs: number, reason: string) =>
+      `creating the etcd session: attempt ${attempt} (timeout ${timeoutMs} ms) failed: ${reason}; retrying`,
     // ---- end of session and connectivity block ----
     leaderOnlySkipped: (target: string, election: string) =>
       `${target} skipped: not the leader of "${election}"`,

@@ -6,7 +6,7 @@ import type { Watcher } from 'etcd3';
 import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
-import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
+import { isTransientEtcdError, redact, toCoordinationError } from '../etcd/etcd-errors.js';
 import { EtcdOps, recoverRefusedWatch } from '../etcd/etcd-ops.js';
 import { EtcdLeases } from '../etcd/lease.js';
 import { CoordinationError, EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
@@ -123,6 +123,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
    *   with a non-retryable {@link EtcdUnavailableError}.
    * - `session(signal)` keeps trying until `signal` aborts, then rejects with
    *   `signal.reason`; pass the operation's signal (caller's timeout included).
+   *   Passing `shutdownSignal` itself counts as no signal (bounded as above).
    * - `options.patienceMs` bounds either form: after that long without a
    *   session it rejects with a non-retryable EtcdUnavailableError naming the
    *   hosts, whose `cause` is the last etcd error.
@@ -131,7 +132,9 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
    * once, typed; shutdown rejects with ShutdownError.
    */
   async session(signal?: AbortSignal, options: { patienceMs?: number } = {}): Promise<EtcdSession> {
-    const patienceMs = options.patienceMs ?? (signal ? Infinity : this.options.connectTimeout);
+    // The shutdown signal is no caller's deadline: with it (tryAcquire) the wait stays bounded.
+    const bounded = !signal || signal === this.shutdownController.signal;
+    const patienceMs = options.patienceMs ?? (bounded ? this.options.connectTimeout : Infinity);
     const giveUpAt = performance.now() + patienceMs;
     for (;;) {
       if (this.shutdownController.signal.aborted) throw new ShutdownError(Messages.shuttingDown());
@@ -234,14 +237,15 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
    * The timeout of one creation attempt. A partition can leave grpc-js with a
    * connection whose HTTP/2 handshake was lost: it waits on it forever, and
    * every call on it until its deadline. A failed call makes etcd3 drop the
-   * connection, so short attempts find a healed network soon; they grow (x2,
-   * from 1 s or 3 x the last measured round trip) for slow links, and start
-   * short again after three, so a long outage never leaves us waiting out a
-   * long attempt after the heal.
+   * connection, so short attempts find a healed network soon. They grow (x2,
+   * from 1 s or 3 x the last measured round trip, up to requestTimeout) for
+   * slow links, where dialling alone takes two round trips (etcd reads the
+   * client's preface before it answers), and start short again after four,
+   * so a long outage never leaves us waiting out a long attempt after the heal.
    */
   private attemptTimeout(attempt: number): number {
     const base = Math.max(1_000, 3 * this.linkRttMs);
-    return Math.min(this.options.requestTimeout, base * 2 ** (attempt % 3));
+    return Math.min(this.options.requestTimeout, base * 2 ** (attempt % 4));
   }
 
   /** Creates a session, retrying transient failures while anyone waits for it. */
@@ -262,6 +266,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
           timeoutMs: this.attemptTimeout(attempt),
         });
         if (!isTransientEtcdError(err)) throw mapped;
+        this.logger.debug(Messages.log.sessionAttemptFailed(attempt + 1, this.attemptTimeout(attempt), redact((err as Error)?.message ?? String(err))));
         this.lastCreateError = err;
         this.lastCreateFailure = mapped instanceof EtcdUnavailableError ? mapped : undefined;
         if (this.creationWaiters === 0) throw new NobodyWaitingError(mapped);
