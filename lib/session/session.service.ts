@@ -58,7 +58,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
   private lastCreateError?: unknown;
   private lastCreateFailure?: EtcdUnavailableError;
   /** The slowest recent round trip of the last session: the next one plans its attempts with it. */
-  private linkRttMs = 0;
+  private linkRttMs?: number;
   private watchAnchor?: Watcher;
   private watchAnchorRetry?: NodeJS.Timeout;
 
@@ -244,6 +244,9 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
    * so a long outage never leaves us waiting out a long attempt after the heal.
    */
   private attemptTimeout(attempt: number): number {
+    // Before the first session nothing is known about the link, and a lost handshake is
+    // unlikely: give the first attempt all of requestTimeout (a slow link needs it).
+    if (this.linkRttMs === undefined) return attempt === 0 ? this.options.requestTimeout : Math.min(this.options.requestTimeout, 1_000 * 2 ** (attempt % 4));
     const base = Math.max(1_000, 3 * this.linkRttMs);
     return Math.min(this.options.requestTimeout, base * 2 ** (attempt % 4));
   }
