@@ -48,6 +48,16 @@ export function classifyEtcdError(err: unknown): EtcdErrorKind {
   return 'other';
 }
 
+/**
+ * A TLS handshake that failed (untrusted or missing certificate, bad key): a
+ * configuration problem that retrying does not fix, though etcd3 reports it as
+ * UNAVAILABLE.
+ */
+export function isTlsFailure(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  return /handshake|SSL|certificate|TLS|ssl/i.test(message);
+}
+
 /** True for errors after which retrying the same request may succeed. */
 export function isTransientEtcdError(err: unknown): boolean {
   return classifyEtcdError(err) === 'unavailable';
@@ -73,7 +83,7 @@ export function toCoordinationError(
       if (isOpenCircuitError(err)) {
         return new EtcdUnavailableError(context.hosts, Messages.etcdNoHostServing(context.hosts, context.what), { cause: err });
       }
-      if (/handshake|SSL|certificate|TLS|ssl/i.test(cause)) {
+      if (isTlsFailure(err)) {
         return new EtcdUnavailableError(context.hosts, Messages.etcdTlsFailed(context.hosts, redact(cause)), { cause: err });
       }
       return new EtcdUnavailableError(

@@ -6,13 +6,17 @@ import type { Watcher } from 'etcd3';
 import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
-import { isTransientEtcdError, redact, toCoordinationError } from '../etcd/etcd-errors.js';
+import { isTlsFailure, isTransientEtcdError, redact, toCoordinationError } from '../etcd/etcd-errors.js';
 import { EtcdOps, recoverRefusedWatch } from '../etcd/etcd-ops.js';
 import { EtcdLeases } from '../etcd/lease.js';
 import { CoordinationError, EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
 import { backoffDelay, sleep } from '../util/abort.js';
+
+function nonRetryable(err: EtcdUnavailableError): EtcdUnavailableError {
+  return err.retryable ? new EtcdUnavailableError(err.hosts, err.message, { cause: err.cause, retryable: false }) : err;
+}
 
 /** The shared creation stopped retrying because nobody waited for it any more (internal). */
 class NobodyWaitingError extends Error {
@@ -268,7 +272,8 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
           what: 'grant the session lease',
           timeoutMs: this.attemptTimeout(attempt),
         });
-        if (!isTransientEtcdError(err)) throw mapped;
+        // A failed TLS handshake is a configuration problem: say so now, not after connectTimeout.
+        if (!isTransientEtcdError(err) || isTlsFailure(err)) throw mapped instanceof EtcdUnavailableError ? nonRetryable(mapped) : mapped;
         this.logger.debug(Messages.log.sessionAttemptFailed(attempt + 1, this.attemptTimeout(attempt), redact((err as Error)?.message ?? String(err))));
         this.lastCreateError = err;
         this.lastCreateFailure = mapped instanceof EtcdUnavailableError ? mapped : undefined;
