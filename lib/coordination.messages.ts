@@ -46,8 +46,6 @@ export const Messages = {
     sessionClosed: (leaseHex: string) => `etcd session closed (lease ${leaseHex} revoked)`,
     keepAliveFailed: (leaseHex: string, reason: string) => `keepalive for lease ${leaseHex} failed: ${reason}; retrying`,
     // ---- session and connectivity (h/session) ----
-    keepAliveStalled: (leaseHex: string, ms: number) =>
-      `keepalive for lease ${leaseHex}: no answer for ${ms} ms; reopening the keepalive stream on a new connection`,
     sessionAttemptFailed: (attempt: number, timeoutMs: number, reason: string) =>
       `creating the etcd session: attempt ${attempt} (timeout ${timeoutMs} ms) failed: ${reason}; retrying`,
     // ---- end of session and connectivity block ----

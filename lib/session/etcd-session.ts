@@ -68,7 +68,6 @@ export class EtcdSession {
   /** Send times of the keepalives on the current stream not answered yet, oldest first. */
   private unanswered: number[] = [];
   private lastSentAt = -Infinity;
-  private lastStallResetAt = -Infinity;
   private readonly rttSamples: number[] = [];
   private ended?: SessionEndReason;
   private revokePromise?: Promise<void>;
@@ -168,7 +167,6 @@ export class EtcdSession {
   private async sendKeepAlive(): Promise<void> {
     if (this.ended) return;
     try {
-      this.resetIfStalled();
       const stream = await this.ensureStream();
       if (!stream || this.ended) return;
       const now = performance.now();
@@ -182,23 +180,6 @@ export class EtcdSession {
       // Retry soon: every missed keepalive brings the deadline closer.
       this.scheduleKeepAlive(Math.min(500, this.plan.periodMs));
     }
-  }
-
-  /**
-   * A keepalive that stays unanswered much longer than the round trips seen so
-   * far means the stream (or the connection under it) is stuck: a connection
-   * whose HTTP/2 handshake was lost in a partition waits forever in grpc-js.
-   * Reopen the stream on a new connection instead of waiting for the deadline.
-   */
-  private resetIfStalled(): void {
-    const oldest = this.unanswered[0];
-    if (oldest === undefined || !this.stream) return;
-    const now = performance.now();
-    const stallAfter = Math.max(2 * this.roundTripMs, this.plan.periodMs) + 250;
-    if (now - oldest < stallAfter || now - this.lastStallResetAt < stallAfter) return;
-    this.lastStallResetAt = now;
-    this.logger.warn(Messages.log.keepAliveStalled(this.leaseHex, Math.round(now - oldest)));
-    this.dropStream(true);
   }
 
   private async ensureStream(): Promise<KeepAliveStream | undefined> {
