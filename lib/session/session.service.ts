@@ -157,7 +157,11 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** Why session creation is failing right now (undefined while it is not), for error reports. */
+  /**
+   * The last failure of session creation since a session was last created
+   * (undefined when the last creation succeeded): lets a caller whose own
+   * timeout ran out while session() retried report etcd, not the lock, as the cause.
+   */
   get connectFailure(): EtcdUnavailableError | undefined {
     return this.lastCreateFailure;
   }
