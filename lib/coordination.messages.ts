@@ -114,11 +114,20 @@ export const Messages = {
   valueNotString: (where: string) => `${where} value must be a string`,
   valueTooLarge: (where: string, bytes: number, max: number) =>
     `${where} value is ${bytes} bytes; at most ${max} bytes fit in one etcd request`,
+  // ---- session and connectivity (h/session): keep this block together for easy merges ----
+  etcdNoHostServing: (hosts: readonly string[], what: string) =>
+    `No etcd member at ${hosts.join(', ')} could ${what}: every host failed recently (etcd3's circuit breakers are open). ` +
+    'Check that etcd is running, has quorum, and that "hosts" (or ETCD_HOSTS) points to it.',
+  // ---- end of session and connectivity block ----
   log: {
     sessionStarted: (leaseHex: string, ttl: number) => `etcd session started (lease ${leaseHex}, TTL ${ttl} s)`,
     sessionLost: (leaseHex: string, reason: string) => `etcd session lost (lease ${leaseHex}): ${reason}`,
     sessionClosed: (leaseHex: string) => `etcd session closed (lease ${leaseHex} revoked)`,
     keepAliveFailed: (leaseHex: string, reason: string) => `keepalive for lease ${leaseHex} failed: ${reason}; retrying`,
+    // ---- session and connectivity (h/session) ----
+    sessionAttemptFailed: (attempt: number, timeoutMs: number, reason: string) =>
+      `creating the etcd session: attempt ${attempt} (timeout ${timeoutMs} ms) failed: ${reason}; retrying`,
+    // ---- end of session and connectivity block ----
     leaderOnlySkipped: (target: string, election: string) =>
       `${target} skipped: not the leader of "${election}"`,
     withLockSkipped: (target: string, name: string) => `${target} skipped: lock "${name}" is held elsewhere`,

@@ -46,6 +46,16 @@ export function createEtcdClientHolder(options: ResolvedCoordinationOptions): Et
     grpcOptions: {
       'grpc.keepalive_time_ms': 6_000,
       'grpc.keepalive_timeout_ms': 3_000,
+      // grpc-js waits forever for the HTTP/2 handshake of a connection dialled during a
+      // partition (its SETTINGS frame was lost), and queues every call on it. etcd3 closes a
+      // host's channels after a failed call, but with grpc-js's process-wide subchannel pool
+      // the next channel picks up the same stuck connection (for ~10 s, until the pool's
+      // cleanup). A pool per channel makes etcd3's reset dial a new connection.
+      'grpc.use_local_subchannel_pool': 1,
+      // grpc-js backs off reconnects from 1 s up to 120 s: after a long outage the first
+      // connection attempt after the heal could be minutes away. Keep it short.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 1_000,
     },
     // etcd3's default per-host circuit breaker blocks every call (keepalives
     // included) for 5 s after three failures; with one host that only delays

@@ -1,48 +1,92 @@
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '@nestjs/common';
-import type { Etcd3, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IDuplexStream } from 'etcd3';
 import { leaseHex } from '../etcd/keys.js';
+import type { EtcdLeases, KeepAliveStream } from '../etcd/lease.js';
 import { SessionLostError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
-
-type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>;
 
 /** Why a session ended. */
 export type SessionEndReason = 'deadline' | 'lease-gone' | 'history-reset' | 'closed';
 
+/** Keepalive timing, all derived from the granted TTL (ms). See {@link keepAlivePlan}. */
+export interface KeepAlivePlan {
+  /** Declared-lost this much before `send time + TTL`. */
+  marginMs: number;
+  /** Regular spacing of keepalives on a fast link (TTL/3, as etcd's Go client). */
+  periodMs: number;
+  /** Never closer than this (keepalives stay cheap even when the deadline is near). */
+  minGapMs: number;
+  /** Round trips this much longer than the worst one measured recently still arrive in time. */
+  rttFactor: number;
+}
+
+/**
+ * The keepalive rule (documented next to `sessionTtl` in docs/faults.md):
+ *
+ * - deadline = send time of the last acknowledged keepalive + TTL - margin,
+ *   margin = min(500 ms, TTL/10);
+ * - keepalives are pipelined (the next one never waits for an answer), and the
+ *   next goes out at min(last send + gap, deadline - 1.5 x RTT), never sooner
+ *   than 200 ms after the last one, where RTT is the slowest of the last round
+ *   trips (or the age of the oldest unanswered keepalive, when that is longer)
+ *   and gap = TTL/3, shrunk to TTL - margin - 1.5 x RTT on slow links;
+ * - a new session sends its first keepalive as soon as the grant is answered.
+ *
+ * So an established session survives round trips up to about
+ * TTL - margin - 200 ms (if they grow gradually), and a new one needs
+ * grant round trip + keepalive round trip < TTL - margin, i.e. RTT below
+ * (TTL - margin) / 2: 1.35 s for TTL 3 s, 4.75 s for TTL 10 s.
+ */
+export function keepAlivePlan(ttlSeconds: number): KeepAlivePlan {
+  const ttlMs = ttlSeconds * 1000;
+  return { marginMs: Math.min(500, ttlMs / 10), periodMs: Math.max(200, Math.floor(ttlMs / 3)), minGapMs: 200, rttFactor: 1.5 };
+}
+
+/** How many recent round trips the estimate remembers (the slowest counts). */
+const RTT_SAMPLES = 5;
+
 /**
  * One etcd lease, kept alive, with a client-side deadline.
  *
- * The deadline is `send time of the last acknowledged keepalive + granted TTL`.
- * etcd renews the lease when it *receives* the keepalive, which is after we
- * sent it, so the server cannot expire the lease before our deadline: when the
- * deadline passes we declare the session lost and abort `signal` *before* any
- * other client could be granted our locks. (etcd3's own Lease waits 2 x TTL.)
+ * The deadline is `send time of the last acknowledged keepalive + granted TTL`
+ * (minus a margin). etcd renews the lease when it *receives* the keepalive,
+ * which is after we sent it, so the server cannot expire the lease before our
+ * deadline: when the deadline passes we declare the session lost and abort
+ * `signal` *before* any other client could be granted our locks. (etcd3's own
+ * Lease waits 2 x TTL.)
  */
 export class EtcdSession {
   readonly leaseHex: string;
   private readonly controller = new AbortController();
+  private readonly plan: KeepAlivePlan;
   private deadline: number;
   private keepAliveTimer?: NodeJS.Timeout;
   private deadlineTimer?: NodeJS.Timeout;
   private stream?: KeepAliveStream;
   private opening = false;
-  private sendTimes: number[] = [];
+  /** Send times of the keepalives on the current stream not answered yet, oldest first. */
+  private unanswered: number[] = [];
+  private lastSentAt = -Infinity;
+  private readonly rttSamples: number[] = [];
   private ended?: SessionEndReason;
   private revokePromise?: Promise<void>;
 
   constructor(
-    private readonly client: Etcd3,
+    private readonly leases: EtcdLeases,
     readonly leaseId: bigint,
     readonly ttlSeconds: number,
     grantSentAt: number,
+    /** Round trip of the grant (and of the request before it): the first RTT estimate. */
+    grantRoundTripMs: number,
     private readonly requestTimeoutMs: number,
     private readonly logger: Logger,
     private readonly onEnd: (session: EtcdSession, reason: SessionEndReason, message: string) => void,
   ) {
     this.leaseHex = leaseHex(leaseId);
-    this.deadline = grantSentAt + ttlSeconds * 1000 - this.safetyMarginMs;
+    this.plan = keepAlivePlan(ttlSeconds);
+    this.deadline = grantSentAt + ttlSeconds * 1000 - this.plan.marginMs;
+    this.rttSamples.push(grantRoundTripMs);
     // Every hold and waiter of the session listens to its signal: many listeners are expected.
     setMaxListeners(0, this.controller.signal);
   }
@@ -50,16 +94,6 @@ export class EtcdSession {
   /** Aborts when the session ends (lost or closed); the reason is a SessionLostError or ShutdownError. */
   get signal(): AbortSignal {
     return this.controller.signal;
-  }
-
-  /**
-   * We declare the loss this much before `send time + TTL`, so that timer
-   * jitter or a briefly busy event loop cannot make the signal late: 10% of
-   * the TTL, at most 500 ms. (Keepalives go out every TTL/3, so only missed
-   * keepalives ever bring us this close.)
-   */
-  private get safetyMarginMs(): number {
-    return Math.min(500, this.ttlSeconds * 100);
   }
 
   /** True while the session is alive: checked synchronously against the deadline. */
@@ -76,13 +110,36 @@ export class EtcdSession {
     return this.ended;
   }
 
-  start(): void {
-    this.armDeadline();
-    this.scheduleKeepAlive(this.keepAliveInterval());
+  /** The slowest recent keepalive (or grant) round trip, in ms. */
+  get roundTripMs(): number {
+    return Math.max(0, ...this.rttSamples);
   }
 
-  private keepAliveInterval(): number {
-    return Math.max(200, Math.floor((this.ttlSeconds * 1000) / 3));
+  /** Milliseconds left before the client-side deadline (negative once past). */
+  get remainingMs(): number {
+    return this.deadline - performance.now();
+  }
+
+  start(): void {
+    this.armDeadline();
+    // The grant's answer took one round trip of the TTL already: the first keepalive goes now.
+    this.scheduleKeepAlive(0);
+  }
+
+  /** The RTT to plan with: the slowest recent one, or longer if an answer is overdue. */
+  private rttEstimate(now: number): number {
+    const oldest = this.unanswered[0];
+    return Math.max(this.roundTripMs, oldest === undefined ? 0 : now - oldest);
+  }
+
+  /** When the next keepalive should go out (performance.now() time). */
+  private nextSendAt(now: number): number {
+    const { periodMs, minGapMs, rttFactor, marginMs } = this.plan;
+    const rtt = this.rttEstimate(now);
+    const gap = Math.max(minGapMs, Math.min(periodMs, this.ttlSeconds * 1000 - marginMs - rttFactor * rtt));
+    const byGap = this.lastSentAt + gap;
+    const byDeadline = this.deadline - rttFactor * rtt;
+    return Math.max(this.lastSentAt + minGapMs, Math.min(byGap, byDeadline));
   }
 
   private armDeadline(): void {
@@ -98,10 +155,12 @@ export class EtcdSession {
     this.deadlineTimer.unref();
   }
 
-  private scheduleKeepAlive(delay: number): void {
+  private scheduleKeepAlive(delay?: number): void {
     clearTimeout(this.keepAliveTimer);
     if (this.ended) return;
-    this.keepAliveTimer = setTimeout(() => void this.sendKeepAlive(), delay);
+    const now = performance.now();
+    const wait = delay ?? Math.max(0, this.nextSendAt(now) - now);
+    this.keepAliveTimer = setTimeout(() => void this.sendKeepAlive(), wait);
     this.keepAliveTimer.unref();
   }
 
@@ -110,14 +169,16 @@ export class EtcdSession {
     try {
       const stream = await this.ensureStream();
       if (!stream || this.ended) return;
-      this.sendTimes.push(performance.now());
-      stream.write({ ID: this.leaseId.toString() });
-      this.scheduleKeepAlive(this.keepAliveInterval());
+      const now = performance.now();
+      this.unanswered.push(now);
+      this.lastSentAt = now;
+      stream.send(this.leaseId);
+      this.scheduleKeepAlive();
     } catch (err) {
       this.logger.warn(Messages.log.keepAliveFailed(this.leaseHex, (err as Error).message));
-      this.dropStream();
+      this.dropStream(false);
       // Retry soon: every missed keepalive brings the deadline closer.
-      this.scheduleKeepAlive(Math.min(500, this.keepAliveInterval()));
+      this.scheduleKeepAlive(Math.min(500, this.plan.periodMs));
     }
   }
 
@@ -126,21 +187,23 @@ export class EtcdSession {
     if (this.opening) return undefined;
     this.opening = true;
     try {
-      const stream = await this.client.leaseClient.leaseKeepAlive();
+      let stream: KeepAliveStream | undefined;
+      stream = await this.leases.openKeepAlive({
+        answer: (ttl) => {
+          if (stream && this.stream === stream) this.onAnswer(ttl);
+        },
+        broken: (reason) => {
+          if (!stream || this.stream !== stream) return;
+          if (!this.ended) this.logger.warn(Messages.log.keepAliveFailed(this.leaseHex, reason));
+          this.dropStream(false);
+          this.scheduleKeepAlive(Math.min(500, this.plan.periodMs));
+        },
+      });
       if (this.ended) {
-        endStream(stream);
+        stream.close();
         return undefined;
       }
-      this.sendTimes = [];
-      stream.on('data', (res: ILeaseKeepAliveResponse) => this.onKeepAliveResponse(stream, res));
-      const onBroken = (err?: Error) => {
-        if (this.stream !== stream) return;
-        if (!this.ended) this.logger.warn(Messages.log.keepAliveFailed(this.leaseHex, err?.message ?? 'stream ended'));
-        this.dropStream();
-        this.scheduleKeepAlive(Math.min(500, this.keepAliveInterval()));
-      };
-      stream.on('error', onBroken);
-      stream.on('end', () => onBroken());
+      this.unanswered = [];
       this.stream = stream;
       return stream;
     } finally {
@@ -148,35 +211,39 @@ export class EtcdSession {
     }
   }
 
-  private onKeepAliveResponse(stream: KeepAliveStream, res: ILeaseKeepAliveResponse): void {
-    if (this.stream !== stream || this.ended) return;
-    const sentAt = this.sendTimes.shift();
-    const ttl = Number(res.TTL);
+  private onAnswer(ttl: number): void {
+    if (this.ended) return;
+    const sentAt = this.unanswered.shift();
     if (!(ttl > 0)) {
       this.lose('lease-gone', 'etcd reports the lease as expired or revoked');
       return;
     }
     if (sentAt === undefined) return;
-    const candidate = sentAt + ttl * 1000 - this.safetyMarginMs;
+    const now = performance.now();
+    this.rttSamples.push(now - sentAt);
+    if (this.rttSamples.length > RTT_SAMPLES) this.rttSamples.shift();
+    const candidate = sentAt + ttl * 1000 - this.plan.marginMs;
     if (candidate > this.deadline) {
       this.deadline = candidate;
       this.armDeadline();
     }
+    this.scheduleKeepAlive();
   }
 
-  private dropStream(): void {
+  /** `resetConnection`: also make etcd3 drop the host's connection (for a stuck one). */
+  private dropStream(resetConnection: boolean): void {
     const stream = this.stream;
     this.stream = undefined;
-    this.sendTimes = [];
-    if (stream) endStream(stream);
+    this.unanswered = [];
+    if (stream) stream.close(resetConnection);
   }
 
-  private stopBackground(): void {
+  private stopBackground(resetConnection: boolean): void {
     clearTimeout(this.keepAliveTimer);
     clearTimeout(this.deadlineTimer);
     this.keepAliveTimer = undefined;
     this.deadlineTimer = undefined;
-    this.dropStream();
+    this.dropStream(resetConnection);
   }
 
   /**
@@ -186,7 +253,8 @@ export class EtcdSession {
   lose(reason: Exclude<SessionEndReason, 'closed'>, message: string, error?: SessionLostError): void {
     if (this.ended) return;
     this.ended = reason;
-    this.stopBackground();
+    // No answer within the TTL: the connection is suspect, the next session starts on a new one.
+    this.stopBackground(reason === 'deadline');
     this.controller.abort(error ?? new SessionLostError(Messages.sessionLost(this.leaseHex, message)));
     this.onEnd(this, reason, message);
     // If the server still has the lease (we were only slow), give its keys up:
@@ -198,7 +266,7 @@ export class EtcdSession {
   async close(): Promise<void> {
     if (!this.ended) {
       this.ended = 'closed';
-      this.stopBackground();
+      this.stopBackground(false);
       this.controller.abort(new ShutdownError(Messages.sessionClosed()));
       this.onEnd(this, 'closed', 'closed');
       this.revokePromise = this.revoke();
@@ -213,10 +281,7 @@ export class EtcdSession {
 
   private async revoke(): Promise<void> {
     try {
-      await this.client.leaseClient.leaseRevoke(
-        { ID: this.leaseId.toString() },
-        { deadline: new Date(Date.now() + this.requestTimeoutMs) },
-      );
+      await this.leases.revoke(this.leaseId, this.requestTimeoutMs);
     } catch {
       // Unreachable or already expired: the lease ends by itself within its TTL.
     }
@@ -225,15 +290,5 @@ export class EtcdSession {
   /** Throws the session's end reason if it is no longer alive. */
   throwIfEnded(): void {
     if (!this.alive) throw this.signal.reason;
-  }
-}
-
-function endStream(stream: KeepAliveStream): void {
-  try {
-    const cancellable = stream as unknown as { cancel?: () => void };
-    if (typeof cancellable.cancel === 'function') cancellable.cancel();
-    else stream.end();
-  } catch {
-    // Already closed.
   }
 }

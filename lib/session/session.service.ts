@@ -5,13 +5,25 @@ import { BehaviorSubject, type Observable } from 'rxjs';
 import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import type { EtcdClientHolder } from '../etcd/etcd-client.js';
-import { isTransientEtcdError, toCoordinationError } from '../etcd/etcd-errors.js';
+import { isTlsFailure, isTransientEtcdError, redact, toCoordinationError } from '../etcd/etcd-errors.js';
 import { EtcdWatches } from '../etcd/watch.js';
 import { HistoryGuard } from '../etcd/history-guard.js';
-import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
+import { EtcdLeases } from '../etcd/lease.js';
+import { CoordinationError, EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
-import { backoffDelay, raceSignal, sleep } from '../util/abort.js';
+import { backoffDelay, sleep } from '../util/abort.js';
+
+function nonRetryable(err: EtcdUnavailableError): EtcdUnavailableError {
+  return err.retryable ? new EtcdUnavailableError(err.hosts, err.message, { cause: err.cause, retryable: false }) : err;
+}
+
+/** The shared creation stopped retrying because nobody waited for it any more (internal). */
+class NobodyWaitingError extends Error {
+  constructor(readonly last: Error) {
+    super(last.message);
+  }
+}
 
 /** Observable state of the etcd session, for logging and health checks. */
 export interface SessionState {
@@ -32,7 +44,8 @@ export interface SessionState {
 /**
  * Owns the application's single etcd session (lease): creates it at
  * bootstrap (failing bootstrap, bounded by `connectTimeout`, when etcd is
- * unreachable), replaces it on demand after a loss, and revokes it on
+ * unreachable), replaces it on demand after a loss (retrying for as long as
+ * the caller waits, see {@link SessionService.session}), and revokes it on
  * shutdown. Every lock and campaign of the application shares it.
  */
 @Injectable()
@@ -43,6 +56,13 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
   private readonly ended = new Set<EtcdSession>();
   private readonly shutdownController = new AbortController();
   private readonly stateSubject = new BehaviorSubject<SessionState>({ status: 'connecting', since: new Date() });
+  private readonly leases: EtcdLeases;
+  /** Callers waiting for the shared creation (it stops retrying when none is left). */
+  private creationWaiters = 0;
+  private lastCreateError?: unknown;
+  private lastCreateFailure?: EtcdUnavailableError;
+  /** The slowest recent round trip of the last session: the next one plans its attempts with it. */
+  private linkRttMs?: number;
 
   constructor(
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
@@ -50,6 +70,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     private readonly watches: EtcdWatches,
     history: HistoryGuard,
   ) {
+    this.leases = new EtcdLeases(holder.client);
     // Every waiter and hold listens to this signal: many listeners are expected, not a leak.
     setMaxListeners(0, this.shutdownController.signal);
     // etcd's history was wiped or rolled back: no hold of ours may survive it.
@@ -102,75 +123,148 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * The live session, creating a new one (bounded by `connectTimeout`) if
-   * there is none. Concurrent callers share one creation.
+   * The live session, creating a new one if there is none. Concurrent callers
+   * share one creation, which retries transient failures (etcd unreachable, no
+   * quorum, open circuit breakers) for as long as any caller still waits.
+   *
+   * - `session()` (no signal, e.g. bootstrap) gives up after `connectTimeout`
+   *   with a non-retryable {@link EtcdUnavailableError}.
+   * - `session(signal)` keeps trying until `signal` aborts, then rejects with
+   *   `signal.reason`; pass the operation's signal (caller's timeout included).
+   *   Passing `shutdownSignal` itself counts as no signal (bounded as above).
+   * - `options.patienceMs` bounds either form: after that long without a
+   *   session it rejects with a non-retryable EtcdUnavailableError naming the
+   *   hosts, whose `cause` is the last etcd error.
+   *
+   * Errors that retrying cannot fix (authentication, permission) reject at
+   * once, typed; shutdown rejects with ShutdownError.
    */
-  async session(signal?: AbortSignal): Promise<EtcdSession> {
-    if (this.shutdownController.signal.aborted) throw new ShutdownError(Messages.shuttingDown());
-    const live = this.peek();
-    if (live) return live;
-    this.creating ??= this.createSession().finally(() => {
-      this.creating = undefined;
-    });
-    if (!signal) return this.creating;
-    return raceSignal(this.creating, signal);
-  }
-
-  /**
-   * LeaseGrant, retried on transient errors until `deadline` (monotonic ms):
-   * a gRPC channel that is reconnecting fails calls at once instead of
-   * waiting, and that must not count as "etcd unreachable" before connectTimeout.
-   */
-  private async grantLease(ttl: number, deadline: number): Promise<{ ID: string; TTL: string; sentAt: number }> {
-    for (let attempt = 0; ; attempt++) {
-      // The session deadline counts from the send time of the attempt that succeeded.
-      const sentAt = performance.now();
-      const remaining = deadline - sentAt;
+  async session(signal?: AbortSignal, options: { patienceMs?: number } = {}): Promise<EtcdSession> {
+    // The shutdown signal is no caller's deadline: with it (tryAcquire) the wait stays bounded.
+    const bounded = !signal || signal === this.shutdownController.signal;
+    const patienceMs = options.patienceMs ?? (bounded ? this.options.connectTimeout : Infinity);
+    const giveUpAt = performance.now() + patienceMs;
+    for (;;) {
+      if (this.shutdownController.signal.aborted) throw new ShutdownError(Messages.shuttingDown());
+      const live = this.peek();
+      if (live) return live;
+      this.creating ??= this.createWithRetries().finally(() => {
+        this.creating = undefined;
+      });
       try {
-        const grant = await this.holder.client.leaseClient.leaseGrant({ TTL: ttl }, { deadline: new Date(Date.now() + Math.max(1, remaining)) });
-        return { ID: grant.ID, TTL: grant.TTL, sentAt };
+        return await this.awaitCreation(this.creating, signal, giveUpAt, patienceMs);
       } catch (err) {
-        const pause = backoffDelay(attempt, 100, 1_000);
-        if (!isTransientEtcdError(err) || performance.now() + pause >= deadline || this.shutdownController.signal.aborted) throw err;
-        await sleep(pause);
+        // The shared creation stopped because every caller before us had given up: start another.
+        if (err instanceof NobodyWaitingError) continue;
+        throw err;
       }
     }
   }
 
-  private async createSession(): Promise<EtcdSession> {
-    const { connectTimeout, sessionTtl } = this.options;
-    const startedAt = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new EtcdUnavailableError(this.holder.hosts, Messages.etcdUnreachable(this.holder.hosts, connectTimeout), { retryable: false })),
-        connectTimeout,
+  /**
+   * The last failure of session creation since a session was last created
+   * (undefined when the last creation succeeded): lets a caller whose own
+   * timeout ran out while session() retried report etcd, not the lock, as the cause.
+   */
+  get connectFailure(): EtcdUnavailableError | undefined {
+    return this.lastCreateFailure;
+  }
+
+  private awaitCreation(creation: Promise<EtcdSession>, signal: AbortSignal | undefined, giveUpAt: number, patienceMs: number): Promise<EtcdSession> {
+    this.creationWaiters++;
+    return new Promise<EtcdSession>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (fn: () => void) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.creationWaiters--;
+        fn();
+      };
+      const onAbort = () => settle(() => reject(signal!.reason));
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (Number.isFinite(giveUpAt)) {
+        timer = setTimeout(() => settle(() => reject(this.unavailableAfter(patienceMs))), Math.max(0, giveUpAt - performance.now()));
+      }
+      creation.then(
+        (session) => settle(() => resolve(session)),
+        (err) => settle(() => reject(err)),
       );
     });
-    let grant: { ID: string; TTL: string; sentAt: number };
-    try {
-      grant = await Promise.race([this.grantLease(sessionTtl, startedAt + connectTimeout), timeout]);
-    } catch (err) {
-      const mapped = toCoordinationError(err, {
-        hosts: this.holder.hosts,
-        username: this.holder.username,
-        what: 'grant the session lease',
-        timeoutMs: connectTimeout,
-      });
-      // We retried for connectTimeout: callers must not retry this again.
-      throw mapped instanceof EtcdUnavailableError && mapped.retryable
-        ? new EtcdUnavailableError(mapped.hosts, mapped.message, { cause: mapped.cause, retryable: false })
-        : mapped;
-    } finally {
-      clearTimeout(timer);
+  }
+
+  /** The verdict for a caller whose patience ran out: etcd counts as unreachable. */
+  private unavailableAfter(patienceMs: number): EtcdUnavailableError {
+    const hosts = this.holder.hosts;
+    const last = this.lastCreateError;
+    if (last === undefined) return new EtcdUnavailableError(hosts, Messages.etcdUnreachable(hosts, patienceMs), { retryable: false });
+    const mapped = toCoordinationError(last, { hosts, username: this.holder.username, what: 'grant the session lease', timeoutMs: patienceMs });
+    return mapped instanceof EtcdUnavailableError
+      ? new EtcdUnavailableError(hosts, mapped.message, { cause: last, retryable: false })
+      : new EtcdUnavailableError(hosts, Messages.etcdUnreachable(hosts, patienceMs), { cause: last, retryable: false });
+  }
+
+  /**
+   * The timeout of one creation attempt. A partition can leave grpc-js with a
+   * connection whose HTTP/2 handshake was lost: it waits on it forever, and
+   * every call on it until its deadline. A failed call makes etcd3 drop the
+   * connection, so short attempts find a healed network soon. They grow (x2,
+   * from 1 s or 3 x the last measured round trip, up to requestTimeout) for
+   * slow links, where dialling alone takes two round trips (etcd reads the
+   * client's preface before it answers), and start short again after four,
+   * so a long outage never leaves us waiting out a long attempt after the heal.
+   */
+  private attemptTimeout(attempt: number): number {
+    // Before the first session nothing is known about the link, and a lost handshake is
+    // unlikely: give the first attempt all of requestTimeout (a slow link needs it).
+    if (this.linkRttMs === undefined) return attempt === 0 ? this.options.requestTimeout : Math.min(this.options.requestTimeout, 1_000 * 2 ** (attempt % 4));
+    const base = Math.max(1_000, 3 * this.linkRttMs);
+    return Math.min(this.options.requestTimeout, base * 2 ** (attempt % 4));
+  }
+
+  /** Creates a session, retrying transient failures while anyone waits for it. */
+  private async createWithRetries(): Promise<EtcdSession> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.shutdownController.signal.aborted) throw new ShutdownError(Messages.shuttingDown());
+      try {
+        const session = await this.createSession(this.attemptTimeout(attempt));
+        this.lastCreateError = undefined;
+        this.lastCreateFailure = undefined;
+        return session;
+      } catch (err) {
+        if (err instanceof CoordinationError && !(err instanceof EtcdUnavailableError)) throw err;
+        const mapped = toCoordinationError(err, {
+          hosts: this.holder.hosts,
+          username: this.holder.username,
+          what: 'grant the session lease',
+          timeoutMs: this.attemptTimeout(attempt),
+        });
+        // A failed TLS handshake is a configuration problem: say so now, not after connectTimeout.
+        if (!isTransientEtcdError(err) || isTlsFailure(err)) throw mapped instanceof EtcdUnavailableError ? nonRetryable(mapped) : mapped;
+        this.logger.debug(Messages.log.sessionAttemptFailed(attempt + 1, this.attemptTimeout(attempt), redact((err as Error)?.message ?? String(err))));
+        this.lastCreateError = err;
+        this.lastCreateFailure = mapped instanceof EtcdUnavailableError ? mapped : undefined;
+        if (this.creationWaiters === 0) throw new NobodyWaitingError(mapped);
+        await sleep(backoffDelay(attempt, 100, 1_000), this.shutdownController.signal).catch(() => undefined);
+        if (this.creationWaiters === 0) throw new NobodyWaitingError(mapped);
+      }
     }
-    const leaseId = BigInt(grant.ID);
-    const ttl = Number(grant.TTL);
+  }
+
+  private async createSession(timeoutMs: number): Promise<EtcdSession> {
+    const { sessionTtl } = this.options;
+    // One round trip first, so that dialling (and a slow handshake) is not counted against the TTL.
+    const probeStarted = performance.now();
+    await this.leases.probe(timeoutMs);
+    const sentAt = performance.now();
+    const grant = await this.leases.grant(sessionTtl, timeoutMs);
+    const roundTrip = Math.max(performance.now() - sentAt, sentAt - probeStarted);
     const session = new EtcdSession(
-      this.holder.client,
-      leaseId,
-      ttl,
-      grant.sentAt,
+      this.leases,
+      grant.id,
+      grant.ttlSeconds,
+      sentAt,
+      roundTrip,
       this.options.requestTimeout,
       this.logger,
       (s, reason, message) => this.onSessionEnd(s, reason, message),
@@ -182,12 +276,13 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     }
     this.current = session;
     session.start();
-    this.logger.log(Messages.log.sessionStarted(session.leaseHex, ttl));
-    this.stateSubject.next({ status: 'alive', leaseId, leaseHex: session.leaseHex, ttlSeconds: ttl, since: new Date() });
+    this.logger.log(Messages.log.sessionStarted(session.leaseHex, grant.ttlSeconds));
+    this.stateSubject.next({ status: 'alive', leaseId: grant.id, leaseHex: session.leaseHex, ttlSeconds: grant.ttlSeconds, since: new Date() });
     return session;
   }
 
   private onSessionEnd(session: EtcdSession, reason: SessionEndReason, message: string): void {
+    this.linkRttMs = session.roundTripMs;
     this.ended.add(session);
     void session.settled().finally(() => this.ended.delete(session));
     if (this.current === session) this.current = undefined;
