@@ -38,13 +38,11 @@ function errorText(err: unknown): string {
 }
 
 /**
- * acquire() without a timeout and campaign() wait until they hold: with SessionService's
- * contract (session(signal) retries until the signal aborts) they only give up on an
- * unreachable etcd once the engine bounds them with `session(signal, { patienceMs })`.
- * Remove this marker when lib/lock and lib/election do.
+ * acquire() without a timeout and campaign() are bounded by connectTimeout while etcd cannot be
+ * reached (the engine asks for a session without a signal, or retries transient errors for that
+ * long): they reject typed too.
  */
-const ENGINE_BOUNDS_WAITS = process.env.ENGINE_BOUNDS_WAITS === '1';
-const ENGINE_TODO = ENGINE_BOUNDS_WAITS ? undefined : 'needs the engine to pass { patienceMs: connectTimeout } to session() when the caller set no timeout';
+const ENGINE_TODO: string | undefined = undefined;
 
 function assertUnavailable(label: string, err: unknown, hosts: readonly string[], secret?: string): true {
   assert.ok(err instanceof EtcdUnavailableError, `${label}: expected EtcdUnavailableError, got ${(err as Error)?.name}: ${(err as Error)?.message}`);
