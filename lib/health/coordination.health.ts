@@ -146,7 +146,8 @@ export class CoordinationHealthIndicator implements OnModuleDestroy {
     if (now - this.lastRecreateAt < MIN_RECREATE_INTERVAL_MS) return;
     this.lastRecreateAt = now;
     // Failures are what the next check reports (still lost): nothing to do with them here.
-    this.recreating = this.sessions.session(this.shutdown.signal).then(
+    // Bounded like bootstrap (connectTimeout): a check asks once, the next check may ask again.
+    this.recreating = this.sessions.session(this.shutdown.signal, { patienceMs: this.sessions.connectTimeout }).then(
       () => undefined,
       () => undefined,
     ).finally(() => {
