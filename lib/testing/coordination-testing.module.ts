@@ -7,6 +7,7 @@ import { SessionService } from '../session/session.service.js';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
 import { FakeStore } from './fake-store.js';
+import { FakeCluster } from './fake-cluster.js';
 import { FakeOps, FakeWatches } from './fake-etcd.js';
 import { FakeSessionService } from './fake-session.js';
 import { FakeQueueEngine } from './fake-engine.js';
@@ -36,7 +37,9 @@ export class CoordinationTestingModule {
       imports: [DiscoveryModule],
       providers: [
         { provide: TESTING_OPTIONS, useValue: resolved },
-        { provide: FakeStore, useFactory: () => new FakeStore() },
+        // A cluster of its own per application unless one is shared (made here, not in forRoot: one value may serve several apps).
+        { provide: FakeCluster, useFactory: (o: ResolvedTestingOptions) => o.cluster ?? new FakeCluster(), inject: [TESTING_OPTIONS] },
+        { provide: FakeStore, useFactory: (cluster: FakeCluster) => cluster.store, inject: [FakeCluster] },
         {
           provide: SessionService,
           useFactory: (store: FakeStore, o: ResolvedTestingOptions) => new FakeSessionService(store, o.coordination.identity),
@@ -68,7 +71,7 @@ export class CoordinationTestingModule {
         FakeCoordination,
         CoordinationExplorer,
       ],
-      exports: [SessionService, LockService, ElectionService, FakeCoordination],
+      exports: [SessionService, LockService, ElectionService, FakeCoordination, FakeCluster],
     };
   }
 }

@@ -1,11 +1,12 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { ElectionService } from '../election/election.service.js';
 import { SessionService } from '../session/session.service.js';
 import { namePrefix, prefixRangeEnd, validateName } from '../etcd/keys.js';
 import { InvalidUsageError, LeadershipLostError } from '../errors/coordination.errors.js';
 import { Messages, TestingMessages } from '../coordination.messages.js';
 import type { Hold } from '../queue/hold.js';
-import { FakeStore } from './fake-store.js';
+import type { FakeStore } from './fake-store.js';
+import { FakeCluster, type FakeMember } from './fake-cluster.js';
 import type { FakeSessionService } from './fake-session.js';
 import { TESTING_OPTIONS, type ResolvedTestingOptions } from './testing-options.js';
 
@@ -32,15 +33,18 @@ export interface DeposeOptions {
  * identity `otherIdentity` (option `otherIdentity`, default `'other-instance'`).
  */
 @Injectable()
-export class FakeCoordination {
+export class FakeCoordination implements FakeMember, OnApplicationShutdown {
   private readonly otherLease = 0x0ff1_ce00n;
+  private readonly store: FakeStore;
 
   constructor(
     @Inject(TESTING_OPTIONS) private readonly options: ResolvedTestingOptions,
-    private readonly store: FakeStore,
+    private readonly cluster: FakeCluster,
     @Inject(SessionService) private readonly sessionService: SessionService,
     private readonly elections: ElectionService,
   ) {
+    this.store = cluster.store;
+    cluster.members.add(this);
     // leader: false: another instance leads the default election from the start.
     if (!options.leader && options.coordination.election !== false) this.addOther(options.coordination.election);
   }
@@ -75,14 +79,26 @@ export class FakeCoordination {
     this.store.claim(key, Buffer.from(this.options.otherIdentity), this.otherLease);
   }
 
-  private ownLease(): bigint | undefined {
+  /** @internal Lease id of this application's live fake session. */
+  ownLease(): bigint | undefined {
     return this.sessions.live?.leaseId;
+  }
+
+  /** @internal Resigns `election` for another member's `elect()` (the default election queues again). */
+  async stepBack(election: string): Promise<void> {
+    await this.elections.resign(election);
+  }
+
+  onApplicationShutdown(): void {
+    this.cluster.members.delete(this);
   }
 
   /**
    * Makes this instance the leader of `election` (the default one when
    * omitted): candidates of other instances ahead of ours step back and queue
-   * behind us. Campaigns if this instance does not (for the default election
+   * behind us (the simulated other instance at once; another application of a
+   * shared {@link FakeCluster} resigns, and re-campaigns if it is its default
+   * election). Campaigns if this instance does not (for the default election
    * after `resign(..., { rejoin: false })` or `depose(..., { rejoin: false })`
    * it rejoins; another election is campaigned with `ElectionService.campaign`).
    */
@@ -97,8 +113,13 @@ export class FakeCoordination {
     const mine = BigInt(ours()!.create_revision);
     for (const kv of this.store.range(this.range(name))) {
       if (BigInt(kv.create_revision) >= mine) break;
-      this.store.deleteIfRevision(kv.key, BigInt(kv.create_revision));
-      this.store.claim(kv.key, kv.value, BigInt(kv.lease));
+      const member = [...this.cluster.members].find((m) => m !== this && m.ownLease() === BigInt(kv.lease));
+      if (member) {
+        await member.stepBack(name); // another application of a shared cluster
+      } else {
+        this.store.deleteIfRevision(kv.key, BigInt(kv.create_revision));
+        this.store.claim(kv.key, kv.value, BigInt(kv.lease));
+      }
     }
     await this.until(() => this.elections.isLeader(name) && this.defaultStateIs(name, true), `leadership of "${name}"`);
   }
@@ -115,7 +136,8 @@ export class FakeCoordination {
   async depose(election?: string, options: DeposeOptions = {}): Promise<void> {
     const name = this.electionName(election);
     const rejoin = options.rejoin ?? true;
-    this.addOther(name);
+    // Somebody else must be there to take over: another application of a shared cluster, or the simulated other instance.
+    if (!this.store.range(this.range(name)).some((kv) => BigInt(kv.lease) !== this.ownLease())) this.addOther(name);
     const leadership = this.elections.leadership(name) as unknown as Hold | undefined;
     if (leadership) {
       void leadership.revoke(new LeadershipLostError(name, TestingMessages.deposed(name)));

@@ -6,4 +6,5 @@
 export { CoordinationTestingModule } from './coordination-testing.module.js';
 export type { CoordinationTestingOptions } from './testing-options.js';
 export { FakeCoordination, type DeposeOptions } from './fake-coordination.js';
+export { FakeCluster } from './fake-cluster.js';
 export { startEtcd, type StartEtcdOptions, type ThrowawayEtcd } from './start-etcd.js';

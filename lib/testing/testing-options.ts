@@ -1,6 +1,7 @@
 import { resolveCoordinationOptions, type ResolvedCoordinationOptions } from '../coordination.options.js';
 import { InvalidOptionsError } from '../errors/coordination.errors.js';
 import { TestingMessages } from '../coordination.messages.js';
+import { FakeCluster } from './fake-cluster.js';
 
 /** Options of `CoordinationTestingModule.forRoot()`. */
 export interface CoordinationTestingOptions {
@@ -16,19 +17,26 @@ export interface CoordinationTestingOptions {
   namespace?: string;
   /** Whether the module is global (default true, as `CoordinationModule`). */
   isGlobal?: boolean;
+  /**
+   * Share one in-memory "etcd" with other testing applications of this
+   * process (several instances contending, hand-over, failover). Default: a
+   * new one for each application.
+   */
+  cluster?: FakeCluster;
 }
 
 /** The validated options (internal). */
 export interface ResolvedTestingOptions {
   leader: boolean;
   otherIdentity: string;
+  cluster?: FakeCluster;
   coordination: ResolvedCoordinationOptions;
 }
 
 /** Injection token of the resolved testing options (internal). */
 export const TESTING_OPTIONS = Symbol.for('nest-etcd-coordination:testing-options');
 
-const KNOWN = ['leader', 'election', 'identity', 'otherIdentity', 'namespace', 'isGlobal'] as const;
+const KNOWN = ['leader', 'election', 'identity', 'otherIdentity', 'namespace', 'isGlobal', 'cluster'] as const;
 
 /** Validates the options with the library's own rules (identity, namespace, election name). */
 export function resolveTestingOptions(input: CoordinationTestingOptions = {}): ResolvedTestingOptions {
@@ -45,5 +53,8 @@ export function resolveTestingOptions(input: CoordinationTestingOptions = {}): R
   if (otherIdentity === coordination.identity) {
     throw new InvalidOptionsError('otherIdentity', TestingMessages.invalidOption('otherIdentity', 'must differ from identity'));
   }
-  return { leader: input.leader ?? true, otherIdentity, coordination };
+  if (input.cluster !== undefined && !(input.cluster instanceof FakeCluster)) {
+    throw new InvalidOptionsError('cluster', TestingMessages.invalidOption('cluster', 'must be a FakeCluster'));
+  }
+  return { leader: input.leader ?? true, otherIdentity, coordination, cluster: input.cluster };
 }
