@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { leaseHex } from '../etcd/keys.js';
 import type { EtcdSession } from '../session/etcd-session.js';
@@ -64,7 +64,7 @@ let leaseBase = 0x694d_0000_0000n + BigInt(Math.floor(Math.random() * 0xffff)) *
  * one: `alive` -> `lost` -> `alive` ... -> `closed`.
  */
 @Injectable()
-export class FakeSessionService implements SessionServiceSurface, OnApplicationShutdown {
+export class FakeSessionService implements SessionServiceSurface, OnModuleInit, OnApplicationShutdown {
   private current?: FakeSession;
   private closed = false;
   private readonly shutdownController = new AbortController();
@@ -92,6 +92,11 @@ export class FakeSessionService implements SessionServiceSurface, OnApplicationS
   /** Nothing to connect to: 1 s bounds the few waits that use it. */
   get connectTimeout(): number {
     return 1_000;
+  }
+
+  /** Like the real service: the session exists once the application has started. */
+  async onModuleInit(): Promise<void> {
+    await this.session();
   }
 
   peek(): EtcdSession | undefined {
