@@ -8,21 +8,8 @@ import { NestFactory } from '@nestjs/core';
 import { Interval, ScheduleModule } from '@nestjs/schedule';
 import { Test, type TestingModule } from '@nestjs/testing';
 import {
-  CoordinationModule,
-  ElectionService,
-  InvalidOptionsError,
-  LeaderOnly,
-  LockAbortedError,
-  LockService,
-  LockTimeoutError,
-  NameInUseError,
-  SessionService,
-  ShutdownError,
-  WithLock,
-  currentLeadership,
-  currentLock,
-  type LeaderState,
-  type SessionState,
+  CoordinationModule, ElectionService, InvalidOptionsError, LeaderOnly, LockAbortedError, LockService, LockTimeoutError,
+  NameInUseError, SessionService, ShutdownError, WithLock, currentLeadership, currentLock, type LeaderState, type SessionState,
 } from '../lib/index.js';
 import { CoordinationTestingModule, FakeCluster, FakeCoordination, startEtcd, type CoordinationTestingOptions } from '../lib/testing/index.js';
 import { findEtcdBinary } from '../lib/testing/start-etcd.js';
@@ -30,18 +17,12 @@ import { delay, eventually } from './support/apps.js';
 
 @Injectable()
 class Jobs {
-  ticks = 0;
-  leaderTokens: bigint[] = [];
-  lockLog: string[] = [];
-  lockTokens: bigint[] = [];
-  active = 0;
-  maxActive = 0;
+  ticks = 0; active = 0; maxActive = 0;
+  leaderTokens: bigint[] = []; lockLog: string[] = []; lockTokens: bigint[] = [];
   lastSignal?: AbortSignal;
 
   @Interval(10) @LeaderOnly()
-  async tick(): Promise<void> {
-    this.ticks++;
-  }
+  async tick(): Promise<void> { this.ticks++; }
 
   @LeaderOnly()
   async leaderWork(): Promise<string> {
@@ -52,9 +33,7 @@ class Jobs {
   }
 
   @LeaderOnly('shard-1')
-  async shardWork(): Promise<string> {
-    return `shard ${currentLeadership('shard-1')!.fencingToken}`;
-  }
+  async shardWork(): Promise<string> { return `shard ${currentLeadership('shard-1')!.fencingToken}`; }
 
   @WithLock('export')
   async exportBatch(label: string, ms: number): Promise<void> {
@@ -68,9 +47,7 @@ class Jobs {
   }
 
   @WithLock('export', { onLocked: 'skip' })
-  async exportIfFree(): Promise<string> {
-    return 'exported';
-  }
+  async exportIfFree(): Promise<string> { return 'exported'; }
 
   @WithLock('long')
   async waitForLoss(): Promise<unknown> {
@@ -82,10 +59,8 @@ class Jobs {
 }
 
 const open = new Set<TestingModule>();
-afterEach(async () => {
-  await Promise.allSettled([...open].map((m) => m.close()));
-  open.clear();
-});
+const close = (m: TestingModule) => (open.delete(m), m.close());
+afterEach(() => Promise.allSettled([...open].map(close)));
 
 async function app(options: CoordinationTestingOptions = {}, withSchedule = false): Promise<TestingModule> {
   const moduleRef = await Test.createTestingModule({
@@ -129,7 +104,7 @@ describe('testing kit: @LeaderOnly, leader$ and FakeCoordination', () => {
     subscription.unsubscribe();
     // As with etcd, the loss may show as "not the leader, leader unknown" before the new leader is seen.
     const seen = states.map((s) => [s.isLeader, s.leader?.identity ?? null]).filter(([isLeader, who]) => isLeader || who !== null);
-    assert.deepEqual(seen, [[true, 'me'], [false, 'other-instance'], [true, 'me']], JSON.stringify(states));
+    assert.deepEqual(seen, [[true, 'me'], [false, 'other-instance'], [true, 'me']], JSON.stringify(states, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
     const tokens = m.get(Jobs).leaderTokens;
     await m.get(Jobs).leaderWork();
     assert.ok(tokens[1]! > tokens[0]!, `a new leadership has a larger token: ${tokens.join(', ')}`);
@@ -201,8 +176,7 @@ describe('testing kit: locks', () => {
     assert.equal((held.signal.reason as { code?: string }).code, 'LOCK_RELEASED');
     const again = await locks.tryAcquire('x');
     assert.ok(again && again.fencingToken > held.fencingToken);
-    await m.close();
-    open.delete(m);
+    await close(m);
     assert.equal(again.signal.aborted, true, 'shutdown ends every hold');
     await assert.rejects(locks.acquire('y'), ShutdownError);
   });
@@ -278,8 +252,7 @@ describe('testing kit: several applications on one FakeCluster', () => {
     await eventually(() => a.get(ElectionService).currentState.leader?.identity === 'b', 1_000, 'a sees b lead');
     const held = await a.get(LockService).acquire('shared');
     assert.equal(await b.get(LockService).tryAcquire('shared'), null, 'locks exclude across applications');
-    await b.close();
-    open.delete(b);
+    await close(b);
     await eventually(() => a.get(ElectionService).isLeader(), 1_000, 'a takes over');
     await held.release();
     assert.deepEqual(cluster.keys().map((k) => k.replace(/[0-9a-f]+$/, '*')), ['leader/*'], 'only a\'s candidate key is left');
