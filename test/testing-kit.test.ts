@@ -179,6 +179,10 @@ describe('testing kit: locks', () => {
     await close(m);
     assert.equal(again.signal.aborted, true, 'shutdown ends every hold');
     await assert.rejects(locks.acquire('y'), ShutdownError);
+    await assert.rejects(m.get(ElectionService).campaign('z'), ShutdownError);
+    let completed = false;
+    m.get(ElectionService).leader$.subscribe({ complete: () => (completed = true) }).unsubscribe();
+    assert.equal(completed, true, 'leader$ completes on shutdown (replayed at once)');
   });
 
   it('read/write lock: readers share, a writer waits for older readers, a later reader queues behind the writer', async () => {
@@ -290,7 +294,5 @@ describe('testing kit: startEtcd()', () => {
     await etcd.stop(); // idempotent
   });
 
-  it('says how to get etcd when there is none', () => {
-    assert.throws(() => findEtcdBinary('/nonexistent/etcd'), /apt-get install etcd-server/);
-  });
+  it('says how to get etcd when there is none', () => assert.throws(() => findEtcdBinary('/nonexistent/etcd'), /apt-get install etcd-server/));
 });
