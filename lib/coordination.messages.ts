@@ -226,3 +226,27 @@ export const HealthMessages = {
   closed: () => 'The etcd session is closed (application shut down)',
   shuttingDown: () => 'The application is shutting down',
 } as const;
+
+// ---------------------------------------------------------------------------
+// The testing kit, `nest-etcd-coordination/testing` (issue 12.1).
+// ---------------------------------------------------------------------------
+
+/** Texts of the testing kit (in-memory fake and throwaway etcd). */
+export const TestingMessages = {
+  sessionExpired: () => 'expired by FakeCoordination.expireSession()',
+  deposed: (election: string) => `Leadership of election "${election}" was taken away by FakeCoordination.depose()`,
+  unsupportedRequest: (what: string) =>
+    `The in-memory testing kit does not support this etcd request (${what}); this is a bug of nest-etcd-coordination/testing, please report it.`,
+  notVisible: (what: string, ms: number) =>
+    `FakeCoordination: ${what} did not become visible within ${ms} ms (is the application closed, or the election not campaigned?)`,
+  unknownOption: (key: string, known: readonly string[]) =>
+    `CoordinationTestingModule: unknown option "${key}" (known: ${known.join(', ')})`,
+  invalidOption: (key: string, problem: string) => `CoordinationTestingModule: invalid option "${key}": ${problem}`,
+  etcdNotFound: (tried: readonly string[]) =>
+    `startEtcd(): no etcd binary found (looked for ${tried.join(', ')}). Install etcd (Debian/Ubuntu: ` +
+    '"apt-get install etcd-server"; macOS: "brew install etcd"; or a release from https://github.com/etcd-io/etcd/releases), ' +
+    'put it on PATH, or set ETCD_BIN to the binary or the directory that holds it.',
+  etcdExited: (how: string, logs: string) => `startEtcd(): etcd ${how} before it became healthy` + (logs ? `\n--- last etcd output ---\n${logs}` : ''),
+  etcdNotHealthy: (url: string, ms: number, problem: string, logs: string) =>
+    `startEtcd(): etcd at ${url} was not healthy within ${ms} ms (${problem})` + (logs ? `\n--- last etcd output ---\n${logs}` : ''),
+} as const;

@@ -32,7 +32,17 @@ async function main() {
   await app.close();
   let invalid = '';
   try { CoordinationModule.forRootAsync({}); } catch (err) { invalid = err instanceof CoordinationError ? err.code : 'wrong type'; }
-  console.log(JSON.stringify({ format: '${format}', nest: nestVersion, token: String(handle.fencingToken), holderKey: holder.key, invalid, entry, terminus: terminusPresence() }));
+  // The testing kit: the in-memory stand-in under the main entry's tokens.
+  class FakeModule {}
+  Module({ imports: [CoordinationTestingModule.forRoot({ identity: 'consumer' })] })(FakeModule);
+  const fakeApp = await NestFactory.createApplicationContext(FakeModule, { logger: false });
+  const fakeHold = await fakeApp.get(LockService).acquire('compat');
+  const leaderBefore = fakeApp.get(ElectionService).isLeader();
+  await fakeApp.get(FakeCoordination).depose();
+  const testing = { token: String(fakeHold.fencingToken), leaderBefore, leaderAfter: fakeApp.get(ElectionService).isLeader(), entry: testingEntry };
+  await fakeHold.release();
+  await fakeApp.close();
+  console.log(JSON.stringify({ format: '${format}', nest: nestVersion, token: String(handle.fencingToken), holderKey: holder.key, invalid, entry, terminus: terminusPresence(), testing }));
 }
 main().catch((err) => { console.error(err); process.exit(1); });
 `;
@@ -41,10 +51,12 @@ const CJS_APP = APP_BODY(
   `require('reflect-metadata');
 const { Module } = require('@nestjs/common');
 const { NestFactory } = require('@nestjs/core');
-const { CoordinationModule, LockService, CoordinationError } = require('nest-etcd-coordination');
+const { CoordinationModule, LockService, ElectionService, CoordinationError } = require('nest-etcd-coordination');
+const { CoordinationTestingModule, FakeCoordination } = require('nest-etcd-coordination/testing');
 const nestVersion = require('@nestjs/core/package.json').version;
 const entry = require.resolve('nest-etcd-coordination');
-const terminusPresence = () => { try { require.resolve('@nestjs/terminus'); return 'present'; } catch { return 'absent'; } };`,
+const terminusPresence = () => { try { require.resolve('@nestjs/terminus'); return 'present'; } catch { return 'absent'; } };
+const testingEntry = require.resolve('nest-etcd-coordination/testing');`,
   'cjs',
 );
 
@@ -52,11 +64,13 @@ const ESM_APP = APP_BODY(
   `import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { CoordinationModule, LockService, CoordinationError } from 'nest-etcd-coordination';
+import { CoordinationModule, LockService, ElectionService, CoordinationError } from 'nest-etcd-coordination';
+import { CoordinationTestingModule, FakeCoordination } from 'nest-etcd-coordination/testing';
 import { createRequire } from 'node:module';
 const nestVersion = createRequire(import.meta.url)('@nestjs/core/package.json').version;
 const entry = import.meta.resolve('nest-etcd-coordination');
-const terminusPresence = () => { try { import.meta.resolve('@nestjs/terminus'); return 'present'; } catch { return 'absent'; } };`,
+const terminusPresence = () => { try { import.meta.resolve('@nestjs/terminus'); return 'present'; } catch { return 'absent'; } };
+const testingEntry = import.meta.resolve('nest-etcd-coordination/testing');`,
   'esm',
 );
 
@@ -157,7 +171,19 @@ async function typecheck(dir: string, files: string[], resolution: 'node16' | 'n
     .catch((err: { stdout?: string; stderr?: string }) => assert.fail(`tsc (${resolution}) failed:\n${err.stdout ?? ''}${err.stderr ?? ''}`));
 }
 
-async function runApp(dir: string, file: string, endpoint: string): Promise<Record<string, string>> {
+
+interface AppResult {
+  format: string;
+  nest: string;
+  token: string;
+  holderKey: string;
+  invalid: string;
+  entry: string;
+  terminus: string;
+  testing: { token: string; leaderBefore: boolean; leaderAfter: boolean; entry: string };
+}
+
+async function runApp(dir: string, file: string, endpoint: string): Promise<AppResult> {
   const { stdout } = await run(process.execPath, [path.join(dir, file), endpoint, uniqueNamespace('compat')], { cwd: dir, timeout: 60_000 });
   return JSON.parse(stdout.trim().split('\n').at(-1)!);
 }
@@ -169,6 +195,7 @@ describe('the built package in ESM and CommonJS Nest apps', () => {
     for (const file of [
       'dist/esm/index.js', 'dist/esm/index.d.ts', 'dist/cjs/index.js', 'dist/cjs/package.json', 'dist/esm/package.json',
       'dist/esm/health/index.js', 'dist/esm/health/index.d.ts', 'dist/cjs/health/index.js', 'dist/cjs/health/index.d.ts',
+      'dist/esm/testing/index.js', 'dist/esm/testing/index.d.ts', 'dist/cjs/testing/index.js', 'dist/cjs/testing/index.d.ts',
     ]) {
       assert.ok(existsSync(path.join(REPO, file)), `${file} is missing: run "npm run build" first`);
     }
@@ -208,6 +235,11 @@ describe('the built package in ESM and CommonJS Nest apps', () => {
           assert.match(result.holderKey!, /compat\/[0-9a-f]+$/);
           assert.equal(result.invalid, 'INVALID_OPTIONS', 'typed errors are exported');
           assert.equal(result.terminus, 'absent', 'the main entry works without the optional @nestjs/terminus');
+          // nest-etcd-coordination/testing from the same build, under the main entry's tokens.
+          assert.match(result.testing.entry, new RegExp(`dist[/\\\\]${format}[/\\\\]testing[/\\\\]index\\.js$`));
+          assert.match(result.testing.token, /^\d+$/);
+          assert.equal(result.testing.leaderBefore, true);
+          assert.equal(result.testing.leaderAfter, false, 'FakeCoordination.depose() works');
         });
       }
 

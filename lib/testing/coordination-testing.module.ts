@@ -1,0 +1,77 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { CoordinationExplorer } from '../decorators/coordination.explorer.js';
+import type { EtcdOps } from '../etcd/etcd-ops.js';
+import type { EtcdWatches } from '../etcd/watch.js';
+import { SessionService } from '../session/session.service.js';
+import { LockService } from '../lock/lock.service.js';
+import { ElectionService } from '../election/election.service.js';
+import { FakeStore } from './fake-store.js';
+import { FakeCluster } from './fake-cluster.js';
+import { FakeOps, FakeWatches } from './fake-etcd.js';
+import { FakeSessionService } from './fake-session.js';
+import { FakeQueueEngine } from './fake-engine.js';
+import { FakeCoordination } from './fake-coordination.js';
+import { resolveTestingOptions, TESTING_OPTIONS, type CoordinationTestingOptions, type ResolvedTestingOptions } from './testing-options.js';
+
+/**
+ * An in-memory stand-in for `CoordinationModule` in one process, for unit
+ * and integration tests without etcd. It provides the same tokens
+ * (`LockService`, `ElectionService`, `SessionService`) and binds
+ * `@WithLock`/`@LeaderOnly` providers as the real module does.
+ *
+ * `LockService` and `ElectionService` are the library's own classes (same
+ * API, validation, errors, re-entry, `leader$` state machine); only the etcd
+ * layer underneath is replaced: keys live in a per-module store with one
+ * revision counter (fencing tokens strictly grow), and turns are decided by
+ * the library's own turn policies. Drive it with {@link FakeCoordination}.
+ */
+@Module({})
+export class CoordinationTestingModule {
+  /** The module with `options` (all optional; invalid ones throw InvalidOptionsError here). */
+  static forRoot(options: CoordinationTestingOptions = {}): DynamicModule {
+    const resolved = resolveTestingOptions(options);
+    return {
+      module: CoordinationTestingModule,
+      global: options.isGlobal ?? true,
+      imports: [DiscoveryModule],
+      providers: [
+        { provide: TESTING_OPTIONS, useValue: resolved },
+        // A cluster of its own per application unless one is shared (made here, not in forRoot: one value may serve several apps).
+        { provide: FakeCluster, useFactory: (o: ResolvedTestingOptions) => o.cluster ?? new FakeCluster(), inject: [TESTING_OPTIONS] },
+        { provide: FakeStore, useFactory: (cluster: FakeCluster) => cluster.store, inject: [FakeCluster] },
+        {
+          provide: SessionService,
+          useFactory: (store: FakeStore, o: ResolvedTestingOptions) => new FakeSessionService(store, o.coordination.identity),
+          inject: [FakeStore, TESTING_OPTIONS],
+        },
+        {
+          provide: FakeOps,
+          useFactory: (store: FakeStore, sessions: FakeSessionService) => new FakeOps(store, sessions.shutdownSignal),
+          inject: [FakeStore, SessionService],
+        },
+        { provide: FakeWatches, useFactory: (store: FakeStore) => new FakeWatches(store), inject: [FakeStore] },
+        {
+          provide: FakeQueueEngine,
+          useFactory: (store: FakeStore, sessions: FakeSessionService) => new FakeQueueEngine(store, sessions),
+          inject: [FakeStore, SessionService],
+        },
+        {
+          provide: LockService,
+          useFactory: (sessions: SessionService, ops: FakeOps, engine: FakeQueueEngine, o: ResolvedTestingOptions) =>
+            new LockService(sessions, ops as unknown as EtcdOps, engine.asQueueEngine(), o.coordination),
+          inject: [SessionService, FakeOps, FakeQueueEngine, TESTING_OPTIONS],
+        },
+        {
+          provide: ElectionService,
+          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: FakeQueueEngine, o: ResolvedTestingOptions) =>
+            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine.asQueueEngine(), o.coordination),
+          inject: [SessionService, FakeOps, FakeWatches, FakeQueueEngine, TESTING_OPTIONS],
+        },
+        FakeCoordination,
+        CoordinationExplorer,
+      ],
+      exports: [SessionService, LockService, ElectionService, FakeCoordination, FakeCluster],
+    };
+  }
+}
