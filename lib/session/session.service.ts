@@ -12,34 +12,10 @@ import { EtcdLeases } from '../etcd/lease.js';
 import { CoordinationError, EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
+import { attemptTimeout, NobodyWaitingError, nonRetryable, waitForCreation, type SessionState } from './session-creation.js';
+
+export type { SessionState };
 import { backoffDelay, sleep } from '../util/abort.js';
-
-function nonRetryable(err: EtcdUnavailableError): EtcdUnavailableError {
-  return err.retryable ? new EtcdUnavailableError(err.hosts, err.message, { cause: err.cause, retryable: false }) : err;
-}
-
-/** The shared creation stopped retrying because nobody waited for it any more (internal). */
-class NobodyWaitingError extends Error {
-  constructor(readonly last: Error) {
-    super(last.message);
-  }
-}
-
-/** Observable state of the etcd session, for logging and health checks. */
-export interface SessionState {
-  /** `connecting`: no session yet; `alive`: lease kept alive; `lost`: the last lease expired (a new one is made on demand); `closed`: shut down. */
-  status: 'connecting' | 'alive' | 'lost' | 'closed';
-  /** Lease id of the current (or last) session. */
-  leaseId?: bigint;
-  /** Lease id as etcd's key suffix (lowercase hex). */
-  leaseHex?: string;
-  /** Granted TTL in seconds. */
-  ttlSeconds?: number;
-  /** Why the last session ended. */
-  reason?: string;
-  /** Wall-clock time of this state change. */
-  since: Date;
-}
 
 /**
  * Owns the application's single etcd session (lease): creates it at
@@ -152,7 +128,10 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
         this.creating = undefined;
       });
       try {
-        return await this.awaitCreation(this.creating, signal, giveUpAt, patienceMs);
+        return await waitForCreation(this.creating, signal, giveUpAt, {
+          onGiveUp: () => this.unavailableAfter(patienceMs),
+          waiting: (delta) => (this.creationWaiters += delta),
+        });
       } catch (err) {
         // The shared creation stopped because every caller before us had given up: start another.
         if (err instanceof NobodyWaitingError) continue;
@@ -170,29 +149,6 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     return this.lastCreateFailure;
   }
 
-  private awaitCreation(creation: Promise<EtcdSession>, signal: AbortSignal | undefined, giveUpAt: number, patienceMs: number): Promise<EtcdSession> {
-    this.creationWaiters++;
-    return new Promise<EtcdSession>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const settle = (fn: () => void) => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.creationWaiters--;
-        fn();
-      };
-      const onAbort = () => settle(() => reject(signal!.reason));
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (Number.isFinite(giveUpAt)) {
-        timer = setTimeout(() => settle(() => reject(this.unavailableAfter(patienceMs))), Math.max(0, giveUpAt - performance.now()));
-      }
-      creation.then(
-        (session) => settle(() => resolve(session)),
-        (err) => settle(() => reject(err)),
-      );
-    });
-  }
-
   /** The verdict for a caller whose patience ran out: etcd counts as unreachable. */
   private unavailableAfter(patienceMs: number): EtcdUnavailableError {
     const hosts = this.holder.hosts;
@@ -204,30 +160,12 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
       : new EtcdUnavailableError(hosts, Messages.etcdUnreachable(hosts, patienceMs), { cause: last, retryable: false });
   }
 
-  /**
-   * The timeout of one creation attempt. A partition can leave grpc-js with a
-   * connection whose HTTP/2 handshake was lost: it waits on it forever, and
-   * every call on it until its deadline. A failed call makes etcd3 drop the
-   * connection, so short attempts find a healed network soon. They grow (x2,
-   * from 1 s or 3 x the last measured round trip, up to requestTimeout) for
-   * slow links, where dialling alone takes two round trips (etcd reads the
-   * client's preface before it answers), and start short again after four,
-   * so a long outage never leaves us waiting out a long attempt after the heal.
-   */
-  private attemptTimeout(attempt: number): number {
-    // Before the first session nothing is known about the link, and a lost handshake is
-    // unlikely: give the first attempt all of requestTimeout (a slow link needs it).
-    if (this.linkRttMs === undefined) return attempt === 0 ? this.options.requestTimeout : Math.min(this.options.requestTimeout, 1_000 * 2 ** (attempt % 4));
-    const base = Math.max(1_000, 3 * this.linkRttMs);
-    return Math.min(this.options.requestTimeout, base * 2 ** (attempt % 4));
-  }
-
   /** Creates a session, retrying transient failures while anyone waits for it. */
   private async createWithRetries(): Promise<EtcdSession> {
     for (let attempt = 0; ; attempt++) {
       if (this.shutdownController.signal.aborted) throw new ShutdownError(Messages.shuttingDown());
       try {
-        const session = await this.createSession(this.attemptTimeout(attempt));
+        const session = await this.createSession(attemptTimeout(attempt, this.linkRttMs, this.options.requestTimeout));
         this.lastCreateError = undefined;
         this.lastCreateFailure = undefined;
         return session;
@@ -237,11 +175,11 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
           hosts: this.holder.hosts,
           username: this.holder.username,
           what: 'grant the session lease',
-          timeoutMs: this.attemptTimeout(attempt),
+          timeoutMs: attemptTimeout(attempt, this.linkRttMs, this.options.requestTimeout),
         });
         // A failed TLS handshake is a configuration problem: say so now, not after connectTimeout.
         if (!isTransientEtcdError(err) || isTlsFailure(err)) throw mapped instanceof EtcdUnavailableError ? nonRetryable(mapped) : mapped;
-        this.logger.debug(Messages.log.sessionAttemptFailed(attempt + 1, this.attemptTimeout(attempt), redact((err as Error)?.message ?? String(err))));
+        this.logger.debug(Messages.log.sessionAttemptFailed(attempt + 1, attemptTimeout(attempt, this.linkRttMs, this.options.requestTimeout), redact((err as Error)?.message ?? String(err))));
         this.lastCreateError = err;
         this.lastCreateFailure = mapped instanceof EtcdUnavailableError ? mapped : undefined;
         if (this.creationWaiters === 0) throw new NobodyWaitingError(mapped);
