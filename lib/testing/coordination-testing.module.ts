@@ -10,7 +10,7 @@ import { FakeStore } from './fake-store.js';
 import { FakeCluster } from './fake-cluster.js';
 import { FakeOps, FakeWatches } from './fake-etcd.js';
 import { FakeSessionService } from './fake-session.js';
-import { FakeQueueEngine } from './fake-engine.js';
+import { QueueEngine } from '../queue/queue.engine.js';
 import { FakeCoordination } from './fake-coordination.js';
 import { resolveTestingOptions, TESTING_OPTIONS, type CoordinationTestingOptions, type ResolvedTestingOptions } from './testing-options.js';
 
@@ -52,21 +52,23 @@ export class CoordinationTestingModule {
         },
         { provide: FakeWatches, useFactory: (store: FakeStore) => new FakeWatches(store), inject: [FakeStore] },
         {
-          provide: FakeQueueEngine,
-          useFactory: (store: FakeStore, sessions: FakeSessionService) => new FakeQueueEngine(store, sessions),
-          inject: [FakeStore, SessionService],
+          // The library's own queue engine, over the in-memory store: the same algorithm as with etcd.
+          provide: QueueEngine,
+          useFactory: (ops: FakeOps, watches: FakeWatches, sessions: SessionService) =>
+            new QueueEngine(ops as unknown as EtcdOps, watches as unknown as EtcdWatches, sessions),
+          inject: [FakeOps, FakeWatches, SessionService],
         },
         {
           provide: LockService,
-          useFactory: (sessions: SessionService, ops: FakeOps, engine: FakeQueueEngine, o: ResolvedTestingOptions) =>
-            new LockService(sessions, ops as unknown as EtcdOps, engine.asQueueEngine(), o.coordination),
-          inject: [SessionService, FakeOps, FakeQueueEngine, TESTING_OPTIONS],
+          useFactory: (sessions: SessionService, ops: FakeOps, engine: QueueEngine, o: ResolvedTestingOptions) =>
+            new LockService(sessions, ops as unknown as EtcdOps, engine, o.coordination),
+          inject: [SessionService, FakeOps, QueueEngine, TESTING_OPTIONS],
         },
         {
           provide: ElectionService,
-          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: FakeQueueEngine, o: ResolvedTestingOptions) =>
-            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine.asQueueEngine(), o.coordination),
-          inject: [SessionService, FakeOps, FakeWatches, FakeQueueEngine, TESTING_OPTIONS],
+          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: QueueEngine, o: ResolvedTestingOptions) =>
+            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination),
+          inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS],
         },
         FakeCoordination,
         CoordinationExplorer,

@@ -1,19 +1,20 @@
-import type { IKeyValue, ITxnRequest, ITxnResponse } from 'etcd3';
-import type { EtcdOps, KeyRange } from '../etcd/etcd-ops.js';
+import type { ICompare, IKeyValue, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
+import type { Claim, EtcdOps, KeyRange, QueueView } from '../etcd/etcd-ops.js';
 import type { EtcdWatches, WatchEnd, WatchEvent, WatchTarget } from '../etcd/watch.js';
 import { prefixRangeEnd } from '../etcd/keys.js';
 import { InvalidUsageError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages, TestingMessages } from '../coordination.messages.js';
 import { inRange, type FakeStore } from './fake-store.js';
 
-/** What the library's services ask of `EtcdOps` once the queue algorithm is the fake engine's (internal). */
-export type OpsSurface = Pick<EtcdOps, 'txn' | 'oldest' | 'putIfRevision' | 'fencingToken'>;
-/** What the library's services ask of `EtcdWatches` (internal). */
-export type WatchesSurface = Pick<EtcdWatches, 'follow'>;
+/** What the library's queue engine and services ask of `EtcdOps` (internal). */
+export type OpsSurface = Pick<EtcdOps, 'txn' | 'oldest' | 'putIfRevision' | 'fencingToken' | 'claimKey' | 'checkOlder' | 'deleteIfRevision' | 'hosts'>;
+/** What the library's queue engine and services ask of `EtcdWatches` (internal). */
+export type WatchesSurface = Pick<EtcdWatches, 'follow' | 'next'>;
 
 /**
- * The etcd requests the reused services make (reading the holder or leader,
- * observing an election, proclaiming), answered from the {@link FakeStore}.
+ * The etcd requests of the library's own queue engine and services (claim,
+ * check, guarded put/delete, reading the holder or leader, observing an
+ * election), answered from the {@link FakeStore}: the real engine runs on it.
  * Fencing tokens are create revisions, as in etcd (no epoch).
  */
 export class FakeOps implements OpsSurface {
@@ -26,18 +27,51 @@ export class FakeOps implements OpsSurface {
     return createRevision;
   }
 
+  get hosts(): readonly string[] {
+    return ['(in-memory testing kit)'];
+  }
+
+  async claimKey(myKey: Buffer, value: Buffer, leaseId: bigint, range: KeyRange, limit: number): Promise<Claim> {
+    this.check();
+    const { createRevision, created } = this.store.claim(myKey, value, leaseId);
+    if (!created) {
+      return { created: false, myRevision: createRevision, headerRevision: this.store.revision, existingValue: this.store.get(myKey)!.value };
+    }
+    return { created: true, myRevision: createRevision, headerRevision: this.store.revision, ...this.store.older(range, createRevision, limit) };
+  }
+
+  async checkOlder(myKey: Buffer, myRevision: bigint, range: KeyRange, limit: number): Promise<QueueView | undefined> {
+    this.check();
+    if (this.store.get(myKey)?.create_revision !== myRevision.toString()) return undefined;
+    return { headerRevision: this.store.revision, ...this.store.older(range, myRevision, limit) };
+  }
+
+  async deleteIfRevision(key: Buffer, createRevision: bigint): Promise<boolean> {
+    this.check();
+    return this.store.deleteIfRevision(key, createRevision);
+  }
+
   private check(): void {
     if (this.shutdown.aborted) throw new ShutdownError(Messages.shuttingDown());
   }
 
-  /** Only the shape `observe()` sends: one range request on the success path, no compares. */
+  /**
+   * The shapes the library sends: one range on the success path (observe()), one
+   * unconditional delete (removing a key whose claim answer was lost), and a put or
+   * delete guarded by "our key has this create revision" (guardedPut/guardedDelete).
+   */
   async txn(request: ITxnRequest, what: string): Promise<ITxnResponse> {
     this.check();
     const ops = request.success ?? [];
-    if ((request.compare?.length ?? 0) > 0 || ops.length !== 1 || !ops[0]!.request_range) {
+    const compares = request.compare ?? [];
+    const op = ops[0];
+    if (ops.length === 1 && (op!.request_put || op!.request_delete_range) && compares.length <= 1) {
+      return this.write(compares[0], op!, what);
+    }
+    if (compares.length > 0 || ops.length !== 1 || !op!.request_range) {
       throw new InvalidUsageError(TestingMessages.unsupportedRequest(what));
     }
-    const range = ops[0]!.request_range;
+    const range = op!.request_range!;
     const kvs = this.read({ key: toBuffer(range.key), rangeEnd: range.range_end === undefined ? undefined : toBuffer(range.range_end) });
     const limit = Number(range.limit ?? 0);
     const response = {
@@ -56,6 +90,21 @@ export class FakeOps implements OpsSurface {
   async putIfRevision(key: Buffer, createRevision: bigint, value: Buffer): Promise<boolean> {
     this.check();
     return this.store.putIfRevision(key, createRevision, value);
+  }
+
+  private write(compare: ICompare | undefined, op: IRequestOp, what: string): ITxnResponse {
+    const put = op.request_put ? { key: toBuffer(op.request_put.key), value: toBuffer(op.request_put.value ?? Buffer.alloc(0)) } : undefined;
+    const del = op.request_delete_range ? toBuffer(op.request_delete_range.key) : undefined;
+    let succeeded: boolean;
+    if (compare === undefined) {
+      if (put || !del) throw new InvalidUsageError(TestingMessages.unsupportedRequest(what));
+      this.store.deleteIfRevision(del, undefined);
+      succeeded = true;
+    } else {
+      if (compare.target !== 'Create' || compare.result !== 'Equal') throw new InvalidUsageError(TestingMessages.unsupportedRequest(what));
+      succeeded = this.store.guarded(toBuffer(compare.key), BigInt(compare.create_revision ?? 0), { put, delete: del });
+    }
+    return { header: { revision: this.store.revision.toString() }, succeeded, responses: [] } as unknown as ITxnResponse;
   }
 
   private read(range: KeyRange): IKeyValue[] {
@@ -111,6 +160,19 @@ export class FakeWatches implements WatchesSurface {
       signal.addEventListener('abort', onAbort, { once: true });
       queueMicrotask(deliver);
     });
+  }
+
+  /** As {@link EtcdWatches.next}: the first accepted event, or 'failed'; rejects on abort. */
+  async next(target: WatchTarget, signal: AbortSignal, accept: (event: WatchEvent) => boolean = () => true): Promise<WatchEvent | 'failed'> {
+    if (signal.aborted) throw signal.reason;
+    let seen: WatchEvent | undefined;
+    const end = await this.follow(target, signal, (event) => {
+      if (!accept(event)) return false;
+      seen = event;
+      return true;
+    });
+    if (end === 'aborted') throw signal.reason;
+    return seen ?? 'failed';
   }
 
   /** Ends every open watch (shutdown). */
