@@ -26,6 +26,9 @@ export function formatSummary(r: SoakResult): string {
   for (const i of r.invariants.filter((x) => !x.ok)) {
     out.push('', `FAILED: ${i.name}`, ...i.violations.map((v) => `  - ${v}`));
   }
+  if (r.invariants.some((i) => !i.ok && i.name.startsWith('progress')) && r.keysAtQuietEnd) {
+    out.push('', 'Keys under the namespace at the end of the quiet phase:', table(['key', 'create revision', 'owner'], r.keysAtQuietEnd.map((k) => [k.key, k.createRevision, k.owner])));
+  }
   if (r.error) out.push('', `ERROR: the soak could not finish: ${r.error}`);
   out.push('', r.ok ? 'soak: every invariant held' : 'soak: FAILED');
   return out.join('\n');

@@ -60,6 +60,8 @@ export interface SoakResult {
   /** Warnings and errors the workers logged, counted by message (first 80 characters). */
   logs: Record<string, number>;
   error?: string;
+  /** The keys under the namespace at the end of the quiet phase, with the process whose lease owns each (diagnostics). */
+  keysAtQuietEnd?: Array<{ key: string; createRevision: string; lease: string; owner: string }>;
   /** Every message of every worker process (not part of the JSON result; the CLI writes it as JSON lines). */
   events?: Array<Record<string, unknown>>;
 }
@@ -311,6 +313,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     }
     const stopAt = Date.now();
     result.phases.quietSeconds = secs(quietStart, stopAt);
+    const owners = new Map<string, string>();
+    for (const r of records) for (const m of r.messages) if (m.type === 'session' && typeof m.lease === 'string') owners.set(BigInt(`0x${m.lease}`).toString(), r.name);
+    const range = await raw.kv.range({ key: Buffer.from(ns), range_end: Buffer.from(`${ns.slice(0, -1)}0`) });
+    result.keysAtQuietEnd = range.kvs.map((kv) => ({
+      key: kv.key.toString(),
+      createRevision: String(kv.create_revision),
+      lease: String(kv.lease),
+      owner: kv.lease === '0' ? '-' : (owners.get(String(kv.lease)) ?? 'unknown lease'),
+    }));
 
     // ------------------------------------------------------------------- stop
     await Promise.all(
