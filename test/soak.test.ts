@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { formatSummary, violations } from './soak/report.js';
 import { runSoak } from './soak/soak.js';
 
-const SEED = 20261201;
+// Chosen for the variety of its plan (8 of the 9 single-node kinds in 40 s), not for its outcome.
+const SEED = 297;
 
 describe('soak (60 s, seeded nemesis, outside observer)', () => {
   it(`holds every invariant under seed ${SEED}`, { timeout: 115_000 }, async () => {

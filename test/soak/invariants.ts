@@ -27,6 +27,8 @@ export interface ProcessRecord {
   freezes: Array<{ start: number; end: number }>;
   /** How it ended if not by our kill or a clean close (e.g. "exit code 1"). */
   unexpectedExit?: string;
+  /** The worker did not answer soak-stop or close. */
+  stopProblems?: string[];
   /** ms from 'closed' (app.close() done) to the process's exit. */
   exitAfterCloseMs?: number;
 }
@@ -309,6 +311,7 @@ function healthy(obs: Observation): InvariantResult {
   const problems: string[] = [];
   for (const p of obs.processes) {
     if (p.unexpectedExit) problems.push(`${p.name} ended unexpectedly: ${p.unexpectedExit}`);
+    for (const s of p.stopProblems ?? []) problems.push(`${p.name} did not stop cleanly: ${s}`);
     for (const m of p.messages) if (m.type === 'error') problems.push(`${p.name}: command failed: ${String(m.code)} ${String(m.message)}`);
   }
   return { name: 'workers: no crash, no failed command', ok: problems.length === 0, checked: `${obs.processes.length} processes`, violations: limit(problems) };

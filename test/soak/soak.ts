@@ -11,7 +11,7 @@
 import { Etcd3 } from 'etcd3';
 import { signalPid } from '../harness/cleanup.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from '../harness/etcd.js';
-import type { NodeProcess } from '../harness/processes.js';
+import type { JsonMessage, NodeProcess } from '../harness/processes.js';
 import { startProxy, type TcpProxy } from '../harness/proxy.js';
 import type { SoakStart } from '../fixtures/commands/soak.js';
 import { spawnWorker } from '../support/workers.js';
@@ -101,6 +101,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const faults: FaultRecord[] = [];
   const slots: Slot[] = [];
   const closing = new Set<string>();
+  /** Problems while stopping a worker (it did not answer), reported by the 'workers' invariant. */
+  const problemsOf = (name: string) => {
+    const record = records.find((r) => r.name === name)!;
+    return (record.stopProblems ??= []);
+  };
   let single: EtcdServer | undefined;
   let etcdCluster: EtcdCluster | undefined;
   let raw: Etcd3 | undefined;
@@ -147,7 +152,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       processes.set(name, proc);
       void proc.exited.then((info) => {
         if (record.killedAt === undefined && record.unexpectedExit === undefined && !(closing.has(name) && info.code === 0)) {
-          record.unexpectedExit = `exit code ${info.code}${info.signal ? `, signal ${info.signal}` : ''}; last output: ${proc.logs(5).trim()}`;
+          record.unexpectedExit = `exit code ${info.code}${info.signal ? `, signal ${info.signal}` : ''}; stderr and other output:\n${proc.logs(40).trim()}`;
         }
       });
       return { proc, record };
@@ -294,7 +299,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     // ------------------------------------------------------------------ quiet
     await sleep(quietMs);
     // Leadership progress: the leader resigns (and queues again) until every worker has led.
-    const finals = () => slots.map((s) => s.current);
+    // A worker that crashed stays dead (the 'workers' invariant reports it); the others go on.
+    const finals = () => slots.map((s) => s.current).filter((p) => p.running);
     const ledSinceQuiet = (p: NodeProcess) => p.messages.some((m) => m.type === 'lead' && Number(m.at) >= quietStart);
     for (let round = 0; round < 3 * workers && !finals().every(ledSinceQuiet); round++) {
       const leader = finals().find((p) => {
@@ -307,6 +313,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         continue;
       }
       const leadsBefore = finals().reduce((n, p) => n + p.messages.filter((m) => m.type === 'lead').length, 0);
+      if (!leader.running) continue;
       leader.send({ type: 'soak-resign' });
       const asked = Date.now();
       while (Date.now() - asked < 10_000 && finals().reduce((n, p) => n + p.messages.filter((m) => m.type === 'lead').length, 0) === leadsBefore) await sleep(20);
@@ -326,8 +333,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     // ------------------------------------------------------------------- stop
     await Promise.all(
       finals().map(async (p) => {
-        p.send({ type: 'soak-stop' });
-        await p.waitForMessage('soak-stopped', 20_000);
+        try {
+          p.send({ type: 'soak-stop' });
+          await p.waitForMessage('soak-stopped', 20_000);
+        } catch (err) {
+          problemsOf(p.name).push(`soak-stop: ${(err as Error).message.split('\n')[0]}`);
+        }
       }),
     );
     let finalCounter = NaN;
@@ -341,8 +352,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     await Promise.all(
       finals().map(async (p) => {
         closing.add(p.name);
-        p.send({ type: 'close' });
-        const closed = await p.waitForMessage('closed', 20_000);
+        let closed: JsonMessage;
+        try {
+          p.send({ type: 'close' });
+          closed = await p.waitForMessage('closed', 20_000);
+        } catch (err) {
+          problemsOf(p.name).push(`close: ${(err as Error).message.split('\n')[0]}`);
+          await p.kill('SIGKILL');
+          return;
+        }
         const exited = await Promise.race([p.exited, sleep(EXIT_AFTER_CLOSE_MS).then(() => 'running' as const)]);
         const record = records.find((r) => r.name === p.name)!;
         if (exited === 'running') {
