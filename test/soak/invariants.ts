@@ -6,7 +6,8 @@
 //  - start: acquire() resolved ('hold'), or the leadership began ('lead');
 //  - end: the first of: the worker says it stops ('exit', before release()), its signal aborts
 //    ('lost'), or the process was SIGKILLed (it cannot act after that).
-//    A hold whose signal aborted on resuming from a SIGSTOP ends when the process was frozen,
+//    A hold whose signal aborted on resuming from a SIGSTOP (or whose worker stopped then, with
+//    isHeld() false) ends when the process was frozen,
 //    provided it did nothing as the holder after the resume (a frozen process cannot act; the
 //    library tells it at the first instruction it runs). Any action after the resume keeps
 //    the reported end.
@@ -106,7 +107,7 @@ export function buildHolds(processes: ProcessRecord[], resumeSlackMs = 2_000): H
         const hold = open.get(byKey(String(m.kind), m.token));
         if (hold && hold.end === Infinity) {
           hold.end = at;
-          hold.endedBy = m.type === 'lost' ? `lost:${String(m.code)}` : 'exit';
+          hold.endedBy = m.type === 'lost' ? `lost:${String(m.code)}` : m.held === false ? 'exit:not held' : 'exit';
         }
       }
     }
@@ -116,7 +117,8 @@ export function buildHolds(processes: ProcessRecord[], resumeSlackMs = 2_000): H
         hold.end = p.killedAt;
         hold.endedBy = `${hold.endedBy === 'open' ? '' : `${hold.endedBy}|`}killed`;
       }
-      if (hold.endedBy.startsWith('lost')) {
+      // Told at the resume: the signal aborted, or the worker's isHeld() said no when it stopped.
+      if (hold.endedBy.startsWith('lost') || hold.endedBy === 'exit:not held') {
         const freeze = p.freezes.find(
           (f) => f.start > hold.start && f.end <= hold.end && hold.end - f.end <= resumeSlackMs && !hold.acts.some((a) => a >= f.end),
         );
