@@ -215,6 +215,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       switch (plan.kind) {
         case 'kill-worker': {
           fault.target = slot.record.name;
+          if (!slot.current.running) fault.note = 'had already exited; ';
           signalPid(slot.current.pid, 'SIGKILL');
           slot.record.killedAt = Date.now();
           await slot.current.kill('SIGKILL');
@@ -223,12 +224,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           slot.current = proc;
           slot.record = record;
           await start(proc, slot.index, slot.incarnations - 1);
-          fault.note = `restarted as ${record.name}`;
+          fault.note = `${fault.note ?? ''}restarted as ${record.name}`;
           break;
         }
         case 'pause-worker':
         case 'long-pause-worker': {
           fault.target = slot.record.name;
+          if (!slot.current.running) fault.note = 'had already exited';
           signalPid(slot.current.pid, 'SIGSTOP');
           const freeze = { start: Date.now(), end: Infinity };
           slot.record.freezes.push(freeze);
@@ -430,7 +432,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       permits: verdict.holds.filter((h) => h.process === r.name && h.kind === 'sem').length,
       leaderships: verdict.holds.filter((h) => h.process === r.name && h.kind === 'leader').length,
       freezes: r.freezes.length,
-      ended: r.killedAt !== undefined ? 'SIGKILL' : r.unexpectedExit ? 'unexpected' : `closed, exit +${r.exitAfterCloseMs ?? '?'} ms`,
+      ended: r.unexpectedExit ? 'unexpected' : r.killedAt !== undefined ? 'SIGKILL' : `closed, exit +${r.exitAfterCloseMs ?? '?'} ms`,
     }));
     for (const m of all) {
       if (m.type !== 'log') continue;
