@@ -2,7 +2,7 @@ import type { EtcdOps, OlderKey, QueueView } from '../etcd/etcd-ops.js';
 import type { EtcdWatches, WatchEvent, WatchTarget } from '../etcd/watch.js';
 import { NameInUseError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
-import { backoffDelay, sleep } from '../util/abort.js';
+import { backoffDelay, operationSignal, sleep } from '../util/abort.js';
 import type { QueueSpec } from './queue-spec.js';
 import type { WaitTarget } from './turn-policy.js';
 
@@ -36,6 +36,7 @@ export async function claimAndWait(
   queued: QueuedKey,
   signal: AbortSignal,
   tryOnly: boolean,
+  recheckMs: number,
 ): Promise<boolean> {
   const what = `acquire ${spec.kind} "${spec.name}"`;
   const { policy } = spec;
@@ -65,7 +66,9 @@ export async function claimAndWait(
     }
     if (tryOnly) return false;
     waited = true;
-    const outcome = await watches.next(watchTarget(standing.wait, view.headerRevision), signal, acceptor(standing.wait));
+    const outcome = await waitAtMost(recheckMs, signal, (bounded) =>
+      watches.next(watchTarget(standing.wait, view!.headerRevision), bounded, acceptor(standing.wait)),
+    );
     if (outcome === 'failed') {
       // Compaction or a cancelled watch: back off a little, then re-read the truth.
       await sleep(backoffDelay(watchFailures++, 50, 2_000), signal);
@@ -73,6 +76,25 @@ export async function claimAndWait(
       watchFailures = 0;
     }
     view = undefined;
+  }
+}
+
+/**
+ * Runs a wait for a watch event, bounded by `ms`: then it ends as `'recheck'`
+ * and the caller re-reads the queue. A watch event that never arrives (a
+ * middlebox that dropped bytes of a connection that stays up, found by the
+ * soak) would otherwise leave a waiter, and everyone queued behind it, stuck
+ * for as long as its session lives.
+ */
+async function waitAtMost<T>(ms: number, signal: AbortSignal, wait: (bounded: AbortSignal) => Promise<T>): Promise<T | 'recheck'> {
+  const bounded = operationSignal({ timeoutMs: ms, others: [signal] });
+  try {
+    return await wait(bounded.signal);
+  } catch (err) {
+    if (bounded.cause() === 'timeout') return 'recheck';
+    throw err;
+  } finally {
+    bounded.dispose();
   }
 }
 

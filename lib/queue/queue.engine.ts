@@ -181,7 +181,8 @@ export class QueueEngine {
     try {
       await this.removals.settled(queued.myKey, op.signal);
       claimAttempted = true;
-      const holds = await claimAndWait(this.ops, this.watches, spec, queued, op.signal, tryOnly);
+      // A waiter re-reads the queue at least once per session TTL, even without a watch event.
+      const holds = await claimAndWait(this.ops, this.watches, spec, queued, op.signal, tryOnly, session.ttlSeconds * 1_000);
       if (!holds) {
         await this.removals.remove(session, queued.myKey, queued.myRevision, what);
         return null;
