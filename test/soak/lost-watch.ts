@@ -2,7 +2,10 @@
 // event is lost on a connection that stays open waits forever while its session lives, and
 // every waiter behind it waits too. Two workers loop on a mutex and a 1-permit semaphore; the
 // link of one of them is blackholed for 0.2-1.5 s (shorter than the 3 s TTL, so no session is
-// lost) every ~4 s. After each, both workers must hold both again within 4 s.
+// lost) every few seconds. After each, both workers must hold both again within RECOVER_MS: the
+// session TTL (a waiter re-reads the queue at least once per TTL) plus one request timeout (a
+// request on a connection the blackhole wedged fails at its deadline, and the next one dials anew)
+// plus 2 s of slack.
 //   npm run soak -- --help   (builds .cache/soak-build), then
 //   node .cache/soak-build/test/soak/lost-watch.js [rounds]     exit code 1 when a waiter got stuck
 import { Etcd3 } from 'etcd3';
@@ -22,6 +25,7 @@ const proxies = [await startProxy(etcd.endpoint), await startProxy(etcd.endpoint
 const workers = proxies.map((p, i) =>
   spawnWorker({ use: ['soak'], hosts: [p.endpoint], namespace: ns, identity: `w${i}`, ttl: 3, election: 'leader', requestTimeout: 2_000, connectTimeout: 10_000, resource: { hosts: [etcd.endpoint], prefix: ns } }),
 );
+const RECOVER_MS = 3_000 + 2_000 + 2_000;
 let stuck = false;
 try {
   for (const w of workers) await w.waitForMessage('ready', 30_000);
@@ -35,13 +39,13 @@ try {
     proxies[0]!.blackhole();
     await sleep(ms);
     proxies[0]!.pass();
-    await sleep(4_000);
+    await sleep(RECOVER_MS);
     const since = Date.now() - 1_500;
     for (const w of workers) {
       for (const kind of ['mutex', 'sem']) {
         if (!w.messages.some((m) => m.type === 'hold' && m.kind === kind && Number(m.at) >= since)) {
           stuck = true;
-          console.log(`round ${round}: after a ${ms} ms blackhole of w0's link at ${new Date(at).toISOString()}, ${w.name} has not held "${kind}" for 4 s`);
+          console.log(`round ${round}: after a ${ms} ms blackhole of w0's link at ${new Date(at).toISOString()}, ${w.name} has not held "${kind}" within ${RECOVER_MS} ms`);
         }
       }
     }
