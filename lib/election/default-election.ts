@@ -47,6 +47,11 @@ export class DefaultElection {
     return this.last ?? this.compute();
   }
 
+  /** Our leadership's value changed (a proclamation): let the state follow. */
+  proclaimed(): void {
+    this.update();
+  }
+
   private update(): void {
     const next = this.compute();
     const last = this.last;

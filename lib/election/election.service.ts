@@ -145,6 +145,7 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
       throw new NotLeaderError(name, Messages.notLeader(name));
     }
     leadership.setValue(value);
+    if (name === this.defaultElection) this.defaultElectionMachine?.proclaimed();
   }
 
   /**
