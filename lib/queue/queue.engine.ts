@@ -17,7 +17,7 @@ import {
 import { Messages } from '../coordination.messages.js';
 import { backoffDelay, operationSignal, raceSignal, sleep, type OperationSignal } from '../util/abort.js';
 import { LocalMutexMap } from './local-mutex.js';
-import { Hold, ReentrantHold, type CoordinationHold } from './hold.js';
+import { Hold, ReentrantHold } from './hold.js';
 import { KeyRemover } from './key-removal.js';
 import { NameRegistry } from './name-registry.js';
 import { claimAndWait, OwnKeyGoneError, type QueuedKey } from './queue-wait.js';
@@ -276,4 +276,3 @@ function translateAbort(
   }
 }
 
-export type { CoordinationHold };
