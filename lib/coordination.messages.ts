@@ -52,6 +52,7 @@ export const Messages = {
     maxLength: (max: number) => `must be at most ${max} characters`,
     slash: () => 'must not contain "/" (one name\'s key range would contain another\'s); use ":" or "." as a separator',
     surroundingSpace: () => 'must not start or end with white space',
+    reservedPrefix: (prefix: string) => `must not start with "${prefix}" (reserved for the library's own records: jobs, membership, shards)`,
     integerRange: (min: number, max: number, got: unknown) => `must be an integer from ${min} to ${max}, got ${JSON.stringify(got)}`,
     unknownOption: (known: readonly string[]) => `unknown option (known: ${known.join(', ')})`,
     notEtcdClient: () => 'must be an Etcd3 instance from the etcd3 package',

@@ -59,6 +59,26 @@ export function validateName(
   if (unsafe) onError(ModuleMessages.unsafeInName(unsafe.kind, unsafe.codePoint, unsafe.index));
   if (value.includes('/')) onError(Messages.problem.slash());
   if (value.trim() !== value) onError(Messages.problem.surroundingSpace());
+  if (value.startsWith(RESERVED_NAME_PREFIX)) onError(Messages.problem.reservedPrefix(RESERVED_NAME_PREFIX));
+}
+
+/**
+ * Names starting with this prefix are the library's own (run ledger, membership, shard keys):
+ * users' lock, election and semaphore names may not start with it, so the library's records can
+ * live in the same namespace without ever sharing a key range with a user's name.
+ */
+export const RESERVED_NAME_PREFIX = '_coordination:';
+
+/**
+ * The name of one of the library's own records, e.g. `internalName('members')` is
+ * `_coordination:members` (its keys then live under `<namespace>_coordination:members/`).
+ * Parts are joined with ':' and must not contain '/'.
+ */
+export function internalName(...parts: string[]): string {
+  for (const part of parts) {
+    if (part.length === 0 || part.includes('/')) throw new Error(`internalName: invalid part ${JSON.stringify(part)}`);
+  }
+  return RESERVED_NAME_PREFIX + parts.join(':');
 }
 
 /** Lease ids are written as lowercase hex without padding, like Go's `fmt.Sprintf("%x", lease)`. */

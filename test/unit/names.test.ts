@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { findUnsafeCharacter, namePrefix, prefixRangeEnd, validateName } from '../../lib/etcd/keys.js';
+import { findUnsafeCharacter, internalName, namePrefix, prefixRangeEnd, RESERVED_NAME_PREFIX, validateName } from '../../lib/etcd/keys.js';
 import { InvalidNameError } from '../../lib/errors/coordination.errors.js';
 import { MAX_NAME_LENGTH } from '../../lib/coordination.constants.js';
 
@@ -29,6 +29,14 @@ describe('validateName', () => {
     refuses('\udc00job', /lone surrogate U\+DC00 at index 0/);
     refuses('a\ud83d', /lone surrogate U\+D83D at index 1/); // a pair cut in half
     assert.doesNotThrow(() => validateName('lock', 'job\ufffd'));
+  });
+
+  it('refuses names in the library\'s reserved prefix, and builds internal names inside it', () => {
+    refuses('_coordination:members', /must not start with "_coordination:"/);
+    refuses('_coordination:', /reserved for the library/);
+    assert.doesNotThrow(() => validateName('lock', '_coordination')); // only the prefix with ':' is reserved
+    assert.equal(internalName('jobs', 'nightly'), RESERVED_NAME_PREFIX + 'jobs:nightly');
+    assert.throws(() => internalName('a/b'), /invalid part/);
   });
 
   it('refuses C0 controls and DEL (as before)', () => {
