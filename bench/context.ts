@@ -1,4 +1,5 @@
 import type { EtcdServer } from '../test/harness/etcd.js';
+import type { GoBuild } from './go.js';
 
 /** What every section gets from the runner. */
 export interface BenchContext {
@@ -6,6 +7,8 @@ export interface BenchContext {
   /** Smaller sample counts (BENCH_QUICK=1): a smoke run of the whole pipeline. */
   quick: boolean;
   log(message: string): void;
+  /** The Go yardstick (etcd's own concurrency.Mutex / Election), or why it is not available. */
+  go: GoBuild;
 }
 
 /** Reference latencies of plain etcd requests, measured in section 1 and used by later targets. */

@@ -90,3 +90,23 @@ export function describeCode(root: string): CodeInfo {
     .map((l) => l.slice(3));
   return { commit: git(['rev-parse', '--short', 'HEAD']).trim() || 'unknown', dirtyLibFiles: dirty };
 }
+
+/** Cumulative CPU jiffies of the whole machine (/proc/stat "cpu" line): busy and total. */
+export function cpuTimes(): { busy: number; total: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+    if (!line) return undefined;
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0); // idle + iowait
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Percentage of all cores busy between two cpuTimes() readings (100 = every core busy). */
+export function cpuBusyPercent(from: ReturnType<typeof cpuTimes>, to: ReturnType<typeof cpuTimes>): number | undefined {
+  if (!from || !to || to.total <= from.total) return undefined;
+  return Math.round(((to.busy - from.busy) / (to.total - from.total)) * 1000) / 10;
+}

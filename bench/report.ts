@@ -10,6 +10,7 @@ import type { HerdResult, HerdRun } from './sections/herd.js';
 import type { LeaderOnlyResult } from './sections/leader-only.js';
 import type { ScaleResult } from './sections/scale.js';
 import type { UncontendedResult } from './sections/uncontended.js';
+import type { ProfileResult } from './sections/profile.js';
 import type { Summary } from './stats.js';
 
 export interface BenchResults {
@@ -22,7 +23,9 @@ export interface BenchResults {
   /** Set when the run was made with an experiment preloaded (bench/experiments), e.g. 'watch-anchor'. */
   experiment?: string;
   /** Per section: duration and the machine's 1-minute load average before and after (noise indicator). */
-  sectionLoad: Record<string, { seconds: number; loadAtStart: number; loadAtEnd: number }>;
+  sectionLoad: Record<string, { seconds: number; loadAtStart: number; loadAtEnd: number; cpuBusyPercent?: number }>;
+  /** Whether the Go yardstick ran (etcd's own concurrency.Mutex / Election), or why not. */
+  go?: { available: boolean; goVersion?: string; reason?: string };
   sections: {
     uncontended?: UncontendedResult;
     reference?: References;
@@ -31,6 +34,7 @@ export interface BenchResults {
     scale?: ScaleResult;
     failover?: FailoverResult;
     leaderOnly?: LeaderOnlyResult;
+    profile?: ProfileResult;
   };
   /** Section id -> error, for sections that failed. */
   errors: Record<string, string>;
@@ -109,7 +113,7 @@ function machineLines(r: BenchResults): string[] {
     `- Code: commit ${r.code.commit}${r.code.dirtyLibFiles.length ? ` plus uncommitted changes in ${r.code.dirtyLibFiles.join(', ')}` : ''}`,
     `- Run: ${r.generatedAt}, ${r.durationSeconds} s in all${r.quick ? ' (QUICK smoke run: small samples, not for quoting)' : ''}` +
       (r.experiment ? ` — **EXPERIMENT ${r.experiment} preloaded: not the library as committed**` : ''),
-    `- 1-minute load average per section (start -> end): ${Object.entries(r.sectionLoad ?? {}).map(([id, l]) => `${id}: ${l.loadAtStart} -> ${l.loadAtEnd}`).join(', ')}`,
+    `- 1-minute load average per section (start -> end): ${Object.entries(r.sectionLoad ?? {}).map(([id, l]) => `${id}: ${l.loadAtStart} -> ${l.loadAtEnd}${l.cpuBusyPercent !== undefined ? ` (CPU ${l.cpuBusyPercent} % busy)` : ''}`).join(', ')}`,
   ];
 }
 

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { resolveEtcdBinaries, startEtcd, type EtcdServer } from '../test/harness/etcd.js';
 import { nowNs, msBetween } from './common.js';
 import type { BenchContext, References } from './context.js';
-import { describeCode, describeMachine } from './machine.js';
+import { cpuBusyPercent, cpuTimes, describeCode, describeMachine } from './machine.js';
+import { prepareYardstick } from './go.js';
 import { writeReports, type BenchResults } from './report.js';
 import { uncontended } from './sections/uncontended.js';
 import { contended } from './sections/contended.js';
@@ -18,6 +19,7 @@ import { herd } from './sections/herd.js';
 import { scale } from './sections/scale.js';
 import { failover } from './sections/failover.js';
 import { leaderOnly } from './sections/leader-only.js';
+import { profile } from './sections/profile.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -40,7 +42,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = flag('--quick') || process.env.BENCH_QUICK === '1';
-  const wanted = new Set((process.env.BENCH_SECTIONS ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()));
+  const wanted = new Set((process.env.BENCH_SECTIONS ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim()));
   const dataKind = process.env.BENCH_ETCD_DATA ?? (existsSync('/dev/shm') ? 'tmpfs' : 'disk');
   if (dataKind !== 'tmpfs' && dataKind !== 'disk') throw new Error(`BENCH_ETCD_DATA must be tmpfs or disk, got ${dataKind}`);
   // The harness puts etcd's data dir under os.tmpdir(), which follows TMPDIR.
@@ -70,18 +72,23 @@ async function main(): Promise<number> {
     results.machine = describeMachine(binaries.etcd, etcd.dataDir);
     const m = results.machine;
     log(`etcd ${m.etcd} at ${etcd.endpoint}, data on ${m.etcdDataFs} (${m.etcdDataDir}); ${m.cpuModel}, ${m.cores} cores; load ${m.loadAverageAtStart.join(' ')}`);
-    const ctx: BenchContext = { etcd, quick, log };
+    // The Go yardstick (sections 1, 2 and 5 run it next to ours), built once and cached.
+    const go = ['1', '2', '5'].some((id) => wanted.has(id)) ? await prepareYardstick(root) : { unavailable: 'no section that uses it was selected' };
+    results.go = go.binary ? { available: true, goVersion: go.goVersion } : { available: false, reason: go.unavailable };
+    log(go.binary ? `Go yardstick: ${path.relative(root, go.binary)} (${go.goVersion})` : `Go yardstick SKIPPED: ${go.unavailable}`);
+    const ctx: BenchContext = { etcd, quick, log, go };
     let refs: References | undefined;
     const section = async <T>(id: string, title: string, run: () => Promise<T>): Promise<T | undefined> => {
       if (!wanted.has(id)) return undefined;
       const t0 = nowNs();
       const load = os.loadavg()[0]!;
-      log(`[${id}/6] ${title} (load ${load.toFixed(2)})`);
+      const cpu0 = cpuTimes();
+      log(`[${id}/7] ${title} (load ${load.toFixed(2)})`);
       try {
         const value = await run();
         const seconds = msBetween(t0, nowNs()) / 1000;
-        results.sectionLoad[id] = { seconds: Math.round(seconds * 10) / 10, loadAtStart: Math.round(load * 100) / 100, loadAtEnd: Math.round(os.loadavg()[0]! * 100) / 100 };
-        log(`  done in ${seconds.toFixed(1)} s`);
+        results.sectionLoad[id] = { seconds: Math.round(seconds * 10) / 10, loadAtStart: Math.round(load * 100) / 100, loadAtEnd: Math.round(os.loadavg()[0]! * 100) / 100, cpuBusyPercent: cpuBusyPercent(cpu0, cpuTimes()) };
+        log(`  done in ${seconds.toFixed(1)} s (machine CPU busy ${results.sectionLoad[id].cpuBusyPercent ?? '?'} %)`);
         return value;
       } catch (err) {
         const message = err instanceof Error ? err.stack ?? err.message : String(err);
@@ -98,16 +105,18 @@ async function main(): Promise<number> {
       refs = s1.refs;
       results.sections.reference = refs;
     }
-    const s2 = await section('2', 'contended: 8 processes on one lock', () => contended(sub(''), refs));
+    const s2 = await section('2', 'contended: 2, 4 and 8 processes on one lock', () => contended(sub(''), refs));
     if (s2) results.sections.contended = s2;
     const s3 = await section('3', 'herd effect: watch events per handoff', () => herd(sub('')));
     if (s3) results.sections.herd = s3;
-    const s4 = await section('4', 'scale: 1,000 locks held by one process', () => scale(sub('')));
+    const s4 = await section('4', 'scale: 10,000 locks held by one process, a 1,000-waiter chain', () => scale(sub('')));
     if (s4) results.sections.scale = s4;
     const s5 = await section('5', 'leader failover: graceful and crash', () => failover(sub(''), refs));
     if (s5) results.sections.failover = s5;
     const s6 = await section('6', '@LeaderOnly overhead per call', () => leaderOnly(sub('')));
     if (s6) results.sections.leaderOnly = s6;
+    const s7 = await section('7', 'uncontended cycle: CPU per call and CPU profile', () => profile(sub('')));
+    if (s7) results.sections.profile = s7;
   } finally {
     await etcd?.stop();
     if (tmpParent) rmSync(tmpParent, { recursive: true, force: true });

@@ -2,10 +2,11 @@
 import { Etcd3 } from 'etcd3';
 import { LockService } from '../../lib/index.js';
 import { createBenchApp, msBetween, nowNs } from '../common.js';
+import { startYardstick, type GoPeer } from '../go.js';
 import type { BenchContext, References } from '../context.js';
 import { ratio, summarize, type Summary } from '../stats.js';
 
-type Variant = 'ours' | 'etcd3Lock' | 'twoWriteBound' | 'rawSameTxns' | 'read' | 'watch';
+type Variant = 'ours' | 'etcd3Lock' | 'twoWriteBound' | 'rawSameTxns' | 'read' | 'watch' | 'go' | 'rawGoRequests';
 /** [whole cycle, first step, second step] in ms. */
 type Sample = [number, number, number];
 
@@ -18,6 +19,14 @@ export interface UncontendedResult {
   /** The library's two transactions (claim, guarded delete) sent raw through etcd3: the protocol's cost without the library's JS. */
   rawSameTxns: { cycle: Summary; claim: Summary; release: Summary };
   reference: { writeRtt: Summary; readRtt: Summary; writeToWatchEvent: Summary };
+  /**
+   * etcd's own Go concurrency.Mutex (Lock + Unlock: one Txn, one DeleteRange) in a Go process, and the
+   * same two requests sent through etcd3 from Node; absent when Go is not available (goSkipped says why).
+   */
+  go?: { cycle: Summary; lock: Summary; unlock: Summary };
+  rawGoRequests?: { cycle: Summary; lock: Summary; unlock: Summary };
+  goSkipped?: string;
+  goRatios?: { oursOverGoP50: number; rawGoRequestsOverGoP50: number; etcd3LockOverGoP50: number; rawSameTxnsOverGoP50: number };
   ratios: {
     etcd3LockOverOursP50: number;
     etcd3LockOverOursP99: number;
@@ -39,13 +48,24 @@ export async function uncontended(ctx: BenchContext): Promise<{ result: Unconten
   const raw = new Etcd3({ hosts });
   const watchClient = new Etcd3({ hosts });
   const lease = raw.lease(60);
+  let goPeer: GoPeer | undefined;
   try {
+    if (ctx.go.binary) goPeer = await startYardstick(ctx.go.binary, hosts, 'go-uncontended');
     const locks = app.get(LockService);
     const leaseId = await lease.grant();
     const identity = Buffer.from('bench-uncontended');
     const rawPrefix = Buffer.from('u-raw/cycle/');
     const rawEnd = Buffer.from('u-raw/cycle0');
     const rawKey = Buffer.concat([rawPrefix, Buffer.from(BigInt(leaseId).toString(16))]);
+    const goPrefix = Buffer.from('u-go-raw/cycle/');
+    const goEnd = Buffer.from('u-go-raw/cycle0');
+    const goKey = Buffer.concat([goPrefix, Buffer.from(BigInt(leaseId).toString(16))]);
+    /** n cycles of Go's Mutex in the Go process, timed there. */
+    const goBlock = async (n: number): Promise<Sample[]> => {
+      goPeer!.send({ type: 'cycle', name: 'u-go/cycle', n });
+      const reply = await goPeer!.waitForMessage('cycles', 60_000 + n * 1_000);
+      return reply.samples as Sample[];
+    };
     const watcher = await watchClient.watch().key('u-watch/k').only('put').create();
     let onEvent: ((at: bigint) => void) | undefined;
     watcher.on('put', () => {
@@ -105,6 +125,27 @@ export async function uncontended(ctx: BenchContext): Promise<{ result: Unconten
         const ms = msBetween(t0, nowNs());
         return [ms, ms, 0];
       },
+      rawGoRequests: async () => {
+        // What concurrency.Mutex sends: Txn(If CreateRevision(k)=0 Then Put(k, lease), Get(prefix, first create)
+        // Else Get(k), Get(prefix, first create)), then Unlock = Delete(k).
+        const t0 = nowNs();
+        await raw.kv.txn({
+          compare: [{ key: goKey, target: 'Create', result: 'Equal', create_revision: 0 }],
+          success: [
+            { request_put: { key: goKey, value: Buffer.alloc(0), lease: leaseId } },
+            { request_range: { key: goPrefix, range_end: goEnd, sort_order: 'Ascend', sort_target: 'Create', limit: 1 } },
+          ],
+          failure: [
+            { request_range: { key: goKey } },
+            { request_range: { key: goPrefix, range_end: goEnd, sort_order: 'Ascend', sort_target: 'Create', limit: 1 } },
+          ],
+        });
+        const t1 = nowNs();
+        await raw.kv.deleteRange({ key: goKey });
+        const t2 = nowNs();
+        return [msBetween(t0, t2), msBetween(t0, t1), msBetween(t1, t2)];
+      },
+      go: () => Promise.reject(new Error('run in blocks by the Go process')),
       watch: async () => {
         const event = new Promise<bigint>((resolve) => (onEvent = resolve));
         const t0 = nowNs();
@@ -114,15 +155,21 @@ export async function uncontended(ctx: BenchContext): Promise<{ result: Unconten
         return [msBetween(t0, at), msBetween(t0, t1), 0];
       },
     };
-    const variants = Object.keys(run) as Variant[];
-    for (const v of variants) for (let i = 0; i < warmup; i++) await run[v]();
+    const variants = (Object.keys(run) as Variant[]).filter((v) => goPeer || (v !== 'go' && v !== 'rawGoRequests'));
+    const runBlock = async (v: Variant, n: number): Promise<Sample[]> => {
+      if (v === 'go') return goBlock(n);
+      const out: Sample[] = [];
+      for (let i = 0; i < n; i++) out.push(await run[v]());
+      return out;
+    };
+    for (const v of variants) await runBlock(v, warmup);
 
-    const samples: Record<Variant, Sample[]> = { ours: [], etcd3Lock: [], twoWriteBound: [], rawSameTxns: [], read: [], watch: [] };
+    const samples: Record<Variant, Sample[]> = { ours: [], etcd3Lock: [], twoWriteBound: [], rawSameTxns: [], read: [], watch: [], go: [], rawGoRequests: [] };
     for (let r = 0; r < rounds; r++) {
       // Interleave in short blocks, rotating the order, so the machine's drifting load hits all alike.
       for (let k = 0; k < variants.length; k++) {
         const v = variants[(r + k) % variants.length]!;
-        for (let i = 0; i < block; i++) samples[v].push(await run[v]());
+        samples[v].push(...(await runBlock(v, block)));
       }
     }
     watcher.removeAllListeners();
@@ -138,14 +185,33 @@ export async function uncontended(ctx: BenchContext): Promise<{ result: Unconten
       readRtt: col('read', 0),
       writeToWatchEvent: col('watch', 0),
     };
+    const goPart: Pick<UncontendedResult, 'go' | 'rawGoRequests' | 'goSkipped' | 'goRatios'> = goPeer
+      ? (() => {
+          const go = { cycle: col('go', 0), lock: col('go', 1), unlock: col('go', 2) };
+          const rawGo = { cycle: col('rawGoRequests', 0), lock: col('rawGoRequests', 1), unlock: col('rawGoRequests', 2) };
+          return {
+            go,
+            rawGoRequests: rawGo,
+            goRatios: {
+              oursOverGoP50: ratio(ours.cycle.p50, go.cycle.p50),
+              rawGoRequestsOverGoP50: ratio(rawGo.cycle.p50, go.cycle.p50),
+              etcd3LockOverGoP50: ratio(etcd3Lock.cycle.p50, go.cycle.p50),
+              rawSameTxnsOverGoP50: ratio(rawSameTxns.cycle.p50, go.cycle.p50),
+            },
+          };
+        })()
+      : { goSkipped: ctx.go.unavailable ?? 'Go yardstick not started' };
     const result: UncontendedResult = {
+      ...goPart,
       method:
         `${rounds} rounds x ${block} sequential cycles per variant, variants interleaved per round (rotating order), ` +
         `after ${warmup} warm-up cycles each. ours = LockService.acquire(name) + handle.release() (one Nest app, one session); ` +
         "etcd3Lock = client.lock(name).acquire() + release() (etcd3 1.1.2: LeaseGrant + Txn, then LeaseRevoke); " +
         'twoWriteBound = raw etcd3 put(key).lease(existing lease) + delete(key); rawSameTxns = the two transactions LockService ' +
         'sends (claim: compare create_revision=0, put + range of the 2 newest keys; release: compare create_revision, delete) ' +
-        'sent with client.kv.txn. Reference: write = a put on a lease, ' +
+        'sent with client.kv.txn. go = etcd\'s own Go concurrency.Mutex Lock + Unlock (clientv3 3.4.23, one session) in a Go ' +
+        'process, timed there in blocks of the same size; rawGoRequests = the two requests Go\'s Mutex sends (its Txn, then a ' +
+        'DeleteRange) sent through etcd3 from Node. Reference: write = a put on a lease, ' +
         'read = linearizable get, writeToWatchEvent = put start -> watch event at a second client.',
       samplesPerVariant: rounds * block,
       ours,
@@ -170,6 +236,7 @@ export async function uncontended(ctx: BenchContext): Promise<{ result: Unconten
     return { result, refs };
   } finally {
     await lease.revoke().catch(() => undefined);
+    await goPeer?.close();
     await app.close();
     raw.close();
     watchClient.close();
