@@ -1,6 +1,5 @@
 // Benchmark child process: one "app instance" (its own Nest application, etcd
 // client and session), driven by bench/run.ts over JSON lines.
-//   node worker.js contend <endpoint> <identity>
 //   node worker.js elect <endpoint> <identity> <namespace> <sessionTtl>
 //   node worker.js scale <endpoint> <ours|etcd3> <count>
 //   node worker.js chain <endpoint>
@@ -29,63 +28,6 @@ function serve(handler: (message: JsonMessage) => Promise<void>): void {
     chain = chain.then(() => handler(message)).catch((err: unknown) => {
       emit({ type: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) });
     });
-  });
-}
-
-// ------------------------------------------------------------------ contend
-
-async function contend(identity: string): Promise<void> {
-  installClientWatchCounter();
-  const app = await createBenchApp({ hosts: endpoint!, identity, election: false });
-  const locks = app.get(LockService);
-  const raw = new Etcd3({ hosts: endpoint! });
-  await raw.get('warm-up').string();
-  emit({ type: 'ready', pid: process.pid });
-  serve(async (message) => {
-    if (message.type === 'stop') {
-      await app.close();
-      raw.close();
-      emit({ type: 'stopped', warnings });
-      process.exit(0);
-    }
-    if (message.type !== 'run') return;
-    const lock = String(message.lock);
-    const startNs = BigInt(String(message.startNs));
-    const endNs = BigInt(String(message.endNs));
-    // [acquired, releaseStart, releaseDone, fencing token ('' for etcd3), attempts]
-    const holds: string[][] = [];
-    let failedAttempts = 0;
-    const disconnectsBefore = clientWatchDisconnects();
-    await sleepUntil(startNs);
-    if (message.impl === 'ours') {
-      while (nowNs() < endNs) {
-        const handle = await locks.acquire(lock);
-        const acquired = nowNs();
-        const releaseStart = nowNs();
-        await handle.release();
-        holds.push([acquired, releaseStart, nowNs(), handle.fencingToken, 1].map(String));
-      }
-    } else {
-      // The loop etcd3 users write: try-lock, on EtcdLockFailedError back off and retry.
-      let attempt = 0;
-      while (nowNs() < endNs) {
-        const handle: Lock = raw.lock(lock);
-        try {
-          await handle.acquire();
-        } catch (err) {
-          if (!(err instanceof EtcdLockFailedError)) throw err;
-          failedAttempts++;
-          await sleep(userBackoffMs(attempt++, ETCD3_RETRY.baseMs, ETCD3_RETRY.capMs));
-          continue;
-        }
-        const acquired = nowNs();
-        const releaseStart = nowNs();
-        await handle.release();
-        holds.push([acquired, releaseStart, nowNs(), '', attempt + 1].map(String));
-        attempt = 0;
-      }
-    }
-    emit({ type: 'result', impl: message.impl, holds, failedAttempts, watchDisconnects: clientWatchDisconnects() - disconnectsBefore });
   });
 }
 
@@ -308,9 +250,6 @@ async function leaderOnly(syncIterations: number, asyncIterations: number, reps:
 // --------------------------------------------------------------------- main
 
 switch (role) {
-  case 'contend':
-    await contend(rest[0] ?? `w${process.pid}`);
-    break;
   case 'elect':
     await elect(rest[0]!, rest[1]!, Number(rest[2]));
     break;

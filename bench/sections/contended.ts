@@ -1,68 +1,35 @@
-// 2. Contended: 8 app instances (separate OS processes, one etcd session each) on one lock.
+// 2. Contended: 2, 4 and 8 app instances (separate OS processes, one etcd session each) on one lock,
+// against etcd3's Lock with a retry loop and etcd's own Go concurrency.Mutex; plus 8 instances
+// packed into 2 processes (same contention, a quarter of the processes: CPU oversubscription).
 import { Etcd3 } from 'etcd3';
-import { spawnNodeScript, type NodeProcess } from '../../test/harness/processes.js';
+import { spawnNodeScript, type JsonMessage, type NodeProcess } from '../../test/harness/processes.js';
 import { ETCD3_RETRY, msBetween, nowNs, sleep } from '../common.js';
 import type { BenchContext, References } from '../context.js';
+import { startYardstick, type GoPeer } from '../go.js';
 import { counterDelta, etcdCounters } from '../metrics.js';
-import { ratio, round, summarize, type Summary } from '../stats.js';
+import { ratio } from '../stats.js';
+import { analyse, type ContendedPhase, type Hold, type RawPhase } from './contended-analysis.js';
 
-interface Hold {
-  worker: number;
-  acquired: bigint;
-  releaseStart: bigint;
-  releaseDone: bigint;
-  token: bigint | undefined;
-  attempts: number;
-}
+export type { ContendedPhase } from './contended-analysis.js';
+type Impl = 'ours' | 'etcd3' | 'go';
 
-export interface ContendedPhase {
-  /** Acquisitions per second inside the measured window. */
-  throughputPerSec: number;
-  acquisitions: number;
-  /** Release start of one holder -> acquisition by the next holder, ms. */
-  handoff: Summary;
-  /** Acquisitions per worker in the window (fairness). */
-  perWorker: number[];
-  /** etcd unary requests (all methods) per acquisition, whole phase. */
-  etcdRequestsPerAcquisition: number;
-  etcdRequestsByMethod: Record<string, number>;
-  /** Failed try-lock attempts per acquisition (etcd3 retry loop only). */
-  failedAttemptsPerAcquisition?: number;
-  /** etcd watch streams opened (grpc_server_started_total, Watch) per acquisition. */
-  watchStreamsOpenedPerAcquisition: number;
-  /** etcd3 watchers that lost their stream and re-subscribed after a backoff ('disconnected'), all workers. */
-  watchDisconnects: number;
-  /** A put by the runner every 20 ms during the phase: one etcd write under the same load, ms. */
-  writeUnderLoad: Summary;
-  /** Holds that started before the previous holder began releasing: must be 0. */
-  mutualExclusionViolations: number;
-  /** Consecutive holders whose fencing tokens did not increase (ours only): must be 0. */
-  fencingOrderViolations?: number;
-}
-
-interface RawPhase {
-  impl: 'ours' | 'etcd3';
-  handoffs: number[];
-  inWindow: number;
-  windowSeconds: number;
-  perWorker: number[];
-  holds: number;
-  unaryTotal: number;
-  unary: Record<string, number>;
-  watchStreamsOpened: number;
-  failed: number;
-  disconnects: number;
-  probeMs: number[];
-  violations: number;
-  tokenViolations: number;
+export interface ContendedConfigResult {
+  processes: number;
+  appsPerProcess: number;
+  ours: ContendedPhase;
+  etcd3Lock?: ContendedPhase;
+  go?: ContendedPhase;
 }
 
 export interface ContendedResult {
   method: string;
+  /** The headline configuration (8 processes): kept at the top level as before. */
   workers: number;
   windowSeconds: number;
   ours: ContendedPhase;
   etcd3Lock: ContendedPhase;
+  go?: ContendedPhase;
+  goSkipped?: string;
   ratios: {
     throughputOursOverEtcd3: number;
     handoffP50Etcd3OverOurs: number;
@@ -70,28 +37,71 @@ export interface ContendedResult {
     handoffP50OverWriteP50: number;
     /** Against the write probe during the same phase (same load). */
     handoffP50OverWriteUnderLoadP50: number;
+    handoffP99OverP50: number;
+    throughputOursOverGo?: number;
+    throughputEtcd3OverGo?: number;
+    handoffP50OursOverGo?: number;
   };
+  /** Every configuration, 8 processes included. */
+  configs: ContendedConfigResult[];
 }
 
-export async function contended(ctx: BenchContext, refs: References | undefined): Promise<ContendedResult> {
-  const count = Number(process.env.BENCH_CONTEND_WORKERS ?? 8);
-  const durationMs = ctx.quick ? 2_000 : 8_000;
-  const rounds = ctx.quick ? 1 : 2;
-  const warmupMs = ctx.quick ? 300 : 1_000;
-  const workers: NodeProcess[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      workers.push(spawnNodeScript('bench/worker.js', { args: ['contend', ctx.etcd.endpoint, `c${i}`], name: `contend-${i}` }));
-    }
-    await Promise.all(workers.map((w) => w.waitForMessage('ready', 90_000)));
-    ctx.log(`${count} worker processes ready`);
+interface Participant {
+  send(message: JsonMessage): void;
+  waitForMessage(type: string, timeoutMs?: number): Promise<JsonMessage>;
+}
 
-    const runPhase = async (impl: 'ours' | 'etcd3'): Promise<RawPhase> => {
+interface Config {
+  processes: number;
+  appsPerProcess: number;
+  impls: Impl[];
+  rounds: number;
+  durationMs: number;
+}
+
+async function stopAll(nodes: NodeProcess[], gos: GoPeer[]): Promise<void> {
+  await Promise.all([
+    ...nodes.map(async (w) => {
+      if (!w.running) return;
+      try {
+        w.send({ type: 'stop' });
+        await w.waitForMessage('stopped', 15_000);
+      } catch {
+        // fall through to the kill
+      }
+      await w.kill('SIGKILL');
+    }),
+    ...gos.map((g) => g.close()),
+  ]);
+}
+
+async function runConfig(ctx: BenchContext, config: Config): Promise<ContendedConfigResult> {
+  const warmupMs = ctx.quick ? 300 : 1_000;
+  const nodes: NodeProcess[] = [];
+  const gos: GoPeer[] = [];
+  const label = `${config.processes} process(es) x ${config.appsPerProcess} app(s)`;
+  try {
+    for (let i = 0; i < config.processes; i++) {
+      nodes.push(spawnNodeScript('bench/contend-worker.js', { args: [ctx.etcd.endpoint, `c${i}`, String(config.appsPerProcess)], name: `contend-${i}` }));
+    }
+    await Promise.all(nodes.map((w) => w.waitForMessage('ready', 120_000)));
+    if (config.impls.includes('go') && ctx.go.binary) {
+      for (let i = 0; i < config.processes; i++) gos.push(await startYardstick(ctx.go.binary, ctx.etcd.endpoint, `go-contend-${i}`));
+    }
+    const participants = (impl: Impl): Participant[] => (impl === 'go' ? gos : nodes);
+    const workerCount = config.processes * config.appsPerProcess;
+
+    const runPhase = async (impl: Impl): Promise<RawPhase> => {
       const before = await etcdCounters(ctx.etcd.clientUrl);
       const startNs = nowNs() + 300_000_000n;
-      const endNs = startNs + BigInt(durationMs) * 1_000_000n;
-      const lock = impl === 'ours' ? 'contended' : 'contended-etcd3';
-      for (const w of workers) w.send({ type: 'run', impl, lock, startNs: startNs.toString(), endNs: endNs.toString() });
+      const endNs = startNs + BigInt(config.durationMs) * 1_000_000n;
+      const lock = `contended-${impl}-${config.processes}x${config.appsPerProcess}`;
+      const who = participants(impl);
+      for (const w of who) {
+        w.send(impl === 'go'
+          ? { type: 'contend', name: lock, startNs: startNs.toString(), endNs: endNs.toString() }
+          : { type: 'run', impl, lock, startNs: startNs.toString(), endNs: endNs.toString() });
+      }
       // The reference write, measured under the load the handoffs see.
       const probe = new Etcd3({ hosts: ctx.etcd.endpoint });
       const probeMs: number[] = [];
@@ -107,39 +117,23 @@ export async function contended(ctx: BenchContext, refs: References | undefined)
           await sleep(20);
         }
       })().finally(() => probe.close());
-      const replies = await Promise.all(workers.map((w) => w.waitForMessage('result', durationMs + 60_000)));
+      const replies = await Promise.all(who.map((w) => w.waitForMessage('result', config.durationMs + 90_000)));
       await probing;
       const after = await etcdCounters(ctx.etcd.clientUrl);
       const holds: Hold[] = [];
-      let failed = 0;
-      let disconnects = 0;
-      replies.forEach((reply, worker) => {
-        failed += Number(reply.failedAttempts ?? 0);
-        disconnects += Number(reply.watchDisconnects ?? 0);
+      replies.forEach((reply, proc) => {
         for (const h of reply.holds as string[][]) {
           holds.push({
-            worker,
+            worker: proc * (impl === 'go' ? 1 : config.appsPerProcess) + Number(h[5] ?? 0),
             acquired: BigInt(h[0]!),
             releaseStart: BigInt(h[1]!),
             releaseDone: BigInt(h[2]!),
             token: h[3] ? BigInt(h[3]) : undefined,
             attempts: Number(h[4]),
+            woke: h[6] ? BigInt(h[6]) : undefined,
           });
         }
       });
-      holds.sort((a, b) => (a.acquired < b.acquired ? -1 : a.acquired > b.acquired ? 1 : 0));
-      const windowStart = startNs + BigInt(warmupMs) * 1_000_000n;
-      const inWindow = holds.filter((h) => h.acquired >= windowStart && h.acquired < endNs);
-      const handoffs: number[] = [];
-      let violations = 0;
-      let tokenViolations = 0;
-      for (let i = 1; i < holds.length; i++) {
-        const prev = holds[i - 1]!;
-        const next = holds[i]!;
-        if (next.acquired < prev.releaseStart) violations++;
-        if (prev.token !== undefined && next.token !== undefined && next.token <= prev.token) tokenViolations++;
-        if (next.acquired >= windowStart && next.acquired < endNs) handoffs.push(msBetween(prev.releaseStart, next.acquired));
-      }
       const delta = counterDelta(before, after);
       // The probe's puts are the runner's, not the lock's.
       delta.unaryTotal -= probePuts;
@@ -147,87 +141,92 @@ export async function contended(ctx: BenchContext, refs: References | undefined)
       if (delta.unary.Put === 0) delete delta.unary.Put;
       const raw: RawPhase = {
         impl,
-        handoffs,
-        inWindow: inWindow.length,
-        windowSeconds: (durationMs - warmupMs) / 1000,
-        perWorker: workers.map((_, i) => inWindow.filter((h) => h.worker === i).length),
-        holds: holds.length,
+        holds,
+        windowStart: startNs + BigInt(warmupMs) * 1_000_000n,
+        windowEnd: endNs,
+        workers: impl === 'go' ? config.processes : workerCount,
         unaryTotal: delta.unaryTotal,
         unary: delta.unary,
         watchStreamsOpened: delta.watchStreamsOpened,
-        failed,
-        disconnects,
+        failed: replies.reduce((a, r) => a + Number(r.failedAttempts ?? 0), 0),
+        disconnects: replies.reduce((a, r) => a + Number(r.watchDisconnects ?? 0), 0),
         probeMs,
-        violations,
-        tokenViolations,
+        workerCpuMs: replies.reduce((a, r) => a + Number(r.cpuMs ?? 0), 0),
+        eventLoopDelay: replies.map((r) => r.eventLoopDelay as { p50: number; p99: number; max: number } | undefined).filter((x) => x !== undefined),
       };
-      ctx.log(`${impl}: ${round(raw.inWindow / raw.windowSeconds, 1)}/s, handoff p50 ${summarize(handoffs).p50} ms`);
       return raw;
     };
 
-    const combine = (raws: RawPhase[]): ContendedPhase => {
-      const sum = (f: (r: RawPhase) => number) => raws.reduce((acc, r) => acc + f(r), 0);
-      const unary: Record<string, number> = {};
-      for (const r of raws) for (const [m, v] of Object.entries(r.unary)) unary[m] = (unary[m] ?? 0) + v;
-      const holdsTotal = Math.max(1, sum((r) => r.holds));
-      const phase: ContendedPhase = {
-        throughputPerSec: round(sum((r) => r.inWindow) / sum((r) => r.windowSeconds), 1),
-        acquisitions: sum((r) => r.inWindow),
-        handoff: summarize(raws.flatMap((r) => r.handoffs)),
-        perWorker: workers.map((_, i) => sum((r) => r.perWorker[i] ?? 0)),
-        etcdRequestsPerAcquisition: round(sum((r) => r.unaryTotal) / holdsTotal, 2),
-        etcdRequestsByMethod: unary,
-        watchStreamsOpenedPerAcquisition: round(sum((r) => r.watchStreamsOpened) / holdsTotal, 2),
-        watchDisconnects: sum((r) => r.disconnects),
-        writeUnderLoad: summarize(raws.flatMap((r) => r.probeMs)),
-        mutualExclusionViolations: sum((r) => r.violations),
-      };
-      if (raws[0]!.impl === 'ours') phase.fencingOrderViolations = sum((r) => r.tokenViolations);
-      else phase.failedAttemptsPerAcquisition = round(sum((r) => r.failed) / holdsTotal, 2);
-      return phase;
-    };
-
-    // Alternate the implementations so a change in the machine's load hits both.
+    // Alternate the implementations so a change in the machine's load hits all of them.
     const raws: RawPhase[] = [];
-    for (let r = 0; r < rounds; r++) {
-      raws.push(await runPhase('ours'));
-      raws.push(await runPhase('etcd3'));
+    const impls = config.impls.filter((i) => i !== 'go' || gos.length > 0);
+    for (let r = 0; r < config.rounds; r++) {
+      for (const impl of impls) {
+        const raw = await runPhase(impl);
+        raws.push(raw);
+        const a = analyse([raw]);
+        ctx.log(`${label}, ${impl}: ${a.throughputPerSec}/s, handoff p50 ${a.handoff.p50} p99 ${a.handoff.p99} ms`);
+      }
     }
-    const ours = combine(raws.filter((r) => r.impl === 'ours'));
-    const etcd3Lock = combine(raws.filter((r) => r.impl === 'etcd3'));
-    return {
-      method:
-        `${count} worker processes, each a Nest app with its own etcd session (ours) and its own etcd3 client (etcd3Lock), ` +
-        `loop on one lock in ${rounds} alternating rounds of ${durationMs / 1000} s per implementation (first ${warmupMs} ms of each discarded): ` +
-        'acquire, record, release at once (empty critical section). ' +
-        'Holds from all processes are merged by acquisition time (CLOCK_MONOTONIC, shared by the processes); ' +
-        'handoff = previous holder starts release -> next holder has the lock. ' +
-        `etcd3Lock retry loop: on EtcdLockFailedError sleep random(0, min(${ETCD3_RETRY.capMs}, ${ETCD3_RETRY.baseMs} * 2^attempt)) ms and retry. ` +
-        "etcd requests per acquisition from etcd's grpc_server_handled_total (unary calls), watch streams opened from " +
-        'grpc_server_started_total (Watch). writeUnderLoad: the runner puts a key every 20 ms during the phase.',
-      workers: count,
-      windowSeconds: (rounds * (durationMs - warmupMs)) / 1000,
-      ours,
-      etcd3Lock,
-      ratios: {
-        throughputOursOverEtcd3: ratio(ours.throughputPerSec, etcd3Lock.throughputPerSec),
-        handoffP50Etcd3OverOurs: ratio(etcd3Lock.handoff.p50, ours.handoff.p50),
-        handoffP50OverWriteP50: refs ? ratio(ours.handoff.p50, refs.writeP50) : Number.NaN,
-        handoffP50OverWriteUnderLoadP50: ratio(ours.handoff.p50, ours.writeUnderLoad.p50),
-      },
-    };
+    const of = (impl: Impl) => (raws.some((r) => r.impl === impl) ? analyse(raws.filter((r) => r.impl === impl)) : undefined);
+    return { processes: config.processes, appsPerProcess: config.appsPerProcess, ours: of('ours')!, etcd3Lock: of('etcd3'), go: of('go') };
   } finally {
-    await Promise.all(
-      workers.map(async (w) => {
-        if (!w.running) return;
-        try {
-          w.send({ type: 'stop' });
-          await w.waitForMessage('stopped', 10_000);
-        } catch {
-          // fall through to the kill
-        }
-        await w.kill('SIGKILL');
-      }),
-    );
+    await stopAll(nodes, gos);
   }
 }
+
+export async function contended(ctx: BenchContext, refs: References | undefined): Promise<ContendedResult> {
+  const quick = ctx.quick;
+  const all: Impl[] = ['ours', 'etcd3', 'go'];
+  const plan: Config[] = [
+    { processes: 2, appsPerProcess: 1, impls: all, rounds: 1, durationMs: quick ? 1_500 : 4_000 },
+    { processes: 4, appsPerProcess: 1, impls: all, rounds: 1, durationMs: quick ? 1_500 : 4_000 },
+    { processes: 8, appsPerProcess: 1, impls: all, rounds: quick ? 1 : 2, durationMs: quick ? 2_000 : 6_000 },
+    // The same 8 contenders in 2 processes: as many sessions and keys, a quarter of the processes.
+    { processes: 2, appsPerProcess: 4, impls: ['ours'], rounds: 1, durationMs: quick ? 2_000 : 6_000 },
+  ];
+  const configs: ContendedConfigResult[] = [];
+  for (const config of plan) configs.push(await runConfig(ctx, config));
+  const head = configs.find((c) => c.processes === 8 && c.appsPerProcess === 1)!;
+  const ours = head.ours;
+  const etcd3Lock = head.etcd3Lock!;
+  const go = head.go;
+  const headPlan = plan[2]!;
+  return {
+    method:
+      'N worker processes (N = 2, 4, 8), each a Nest app with its own etcd session (ours) and its own etcd3 client (etcd3Lock), ' +
+      "and N Go processes with etcd's own concurrency.Mutex (one session each, go), loop on one lock; the implementations " +
+      `alternate (8 processes: ${headPlan.rounds} rounds of ${headPlan.durationMs / 1000} s each; 2 and 4: one round of ` +
+      `${plan[0]!.durationMs / 1000} s; the first ${quick ? 300 : 1000} ms of each discarded): acquire, record, release at once ` +
+      '(empty critical section). Packed: the same 8 Nest apps, 4 in each of 2 processes. ' +
+      'Holds from all processes are merged by acquisition time (CLOCK_MONOTONIC, shared by Node and Go processes); ' +
+      'handoff = previous holder starts release -> next holder has the lock, split at the successor process\'s last watch ' +
+      'response before it had the lock (releaseToWake: delete + watch delivery + wake-up; wakeToAcquired: the successor\'s ' +
+      'check). Event-loop delay: perf_hooks.monitorEventLoopDelay (5 ms resolution, subtracted) in every Node worker. ' +
+      `etcd3Lock retry loop: on EtcdLockFailedError sleep random(0, min(${ETCD3_RETRY.capMs}, ${ETCD3_RETRY.baseMs} * 2^attempt)) ms and retry. ` +
+      "etcd requests per acquisition from etcd's grpc_server_handled_total (unary calls), watch streams opened from " +
+      'grpc_server_started_total (Watch). writeUnderLoad: the runner puts a key every 20 ms during the phase.',
+    workers: 8,
+    windowSeconds: ours.windowSeconds,
+    ours,
+    etcd3Lock,
+    go,
+    goSkipped: ctx.go.unavailable,
+    ratios: {
+      throughputOursOverEtcd3: ratio(ours.throughputPerSec, etcd3Lock.throughputPerSec),
+      handoffP50Etcd3OverOurs: ratio(etcd3Lock.handoff.p50, ours.handoff.p50),
+      handoffP50OverWriteP50: refs ? ratio(ours.handoff.p50, refs.writeP50) : Number.NaN,
+      handoffP50OverWriteUnderLoadP50: ratio(ours.handoff.p50, ours.writeUnderLoad.p50),
+      handoffP99OverP50: ratio(ours.handoff.p99, ours.handoff.p50),
+      ...(go
+        ? {
+            throughputOursOverGo: ratio(ours.throughputPerSec, go.throughputPerSec),
+            throughputEtcd3OverGo: ratio(etcd3Lock.throughputPerSec, go.throughputPerSec),
+            handoffP50OursOverGo: ratio(ours.handoff.p50, go.handoff.p50),
+          }
+        : {}),
+    },
+    configs,
+  };
+}
+
