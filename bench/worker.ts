@@ -7,13 +7,12 @@
 // Every timestamp is process.hrtime (CLOCK_MONOTONIC, comparable across processes), as a decimal string.
 import 'reflect-metadata';
 import { Injectable } from '@nestjs/common';
-import { Etcd3, EtcdLockFailedError, type Lock } from 'etcd3';
+import { Etcd3, type Lock } from 'etcd3';
 import { ElectionService, LeaderOnly, LockService, type LockHandle } from '../lib/index.js';
 import { EtcdOps } from '../lib/etcd/etcd-ops.js';
 import { emit, onMessage, type JsonMessage } from '../test/harness/child.js';
-import { ETCD3_RETRY, createBenchApp, memorySnapshot, nowNs, sleep, sleepUntil, userBackoffMs } from './common.js';
+import { createBenchApp, memorySnapshot, nowNs, sleep } from './common.js';
 import { median, round } from './stats.js';
-import { clientWatchDisconnects, installClientWatchCounter } from './metrics.js';
 
 const [role, endpoint, ...rest] = process.argv.slice(2);
 if (!role || !endpoint) throw new Error('usage: worker.js <role> <endpoint> ...');
@@ -48,8 +47,9 @@ function markElectionSteps(): void {
       return result;
     };
   };
-  wrap('deleteIfRevision', 2, 'resign', 'resign');
-  wrap('checkBlocker', 3, 'campaign', 'check');
+  // In an elect worker the only guarded deletes are the resign and the only checks the campaign's.
+  wrap('deleteIfRevision', 2, '', 'resign');
+  wrap('checkOlder', 4, '', 'check');
 }
 
 async function elect(identity: string, namespace: string, ttl: number): Promise<void> {
