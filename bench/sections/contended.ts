@@ -8,6 +8,7 @@ import type { BenchContext, References } from '../context.js';
 import { startYardstick, type GoPeer } from '../go.js';
 import { counterDelta, etcdCounters } from '../metrics.js';
 import { ratio } from '../stats.js';
+import { watchSync, type WatchSyncResult } from './watch-sync.js';
 import { analyse, type ContendedPhase, type Hold, type RawPhase } from './contended-analysis.js';
 
 export type { ContendedPhase } from './contended-analysis.js';
@@ -44,6 +45,8 @@ export interface ContendedResult {
   };
   /** Every configuration, 8 processes included. */
   configs: ContendedConfigResult[];
+  /** Delivery of a DELETE to a watch that started at a past revision (etcd's 100 ms sync loop). */
+  watchSync?: WatchSyncResult;
 }
 
 interface Participant {
@@ -187,6 +190,8 @@ export async function contended(ctx: BenchContext, refs: References | undefined)
   ];
   const configs: ContendedConfigResult[] = [];
   for (const config of plan) configs.push(await runConfig(ctx, config));
+  const sync = await watchSync(ctx);
+  ctx.log(`watch DELETE delivery, synced p50 ${sync.synced.p50} ms, unsynced (start revision in the past) p50 ${sync.unsynced.p50} max ${sync.unsynced.max} ms`);
   const head = configs.find((c) => c.processes === 8 && c.appsPerProcess === 1)!;
   const ours = head.ours;
   const etcd3Lock = head.etcd3Lock!;
@@ -227,6 +232,7 @@ export async function contended(ctx: BenchContext, refs: References | undefined)
         : {}),
     },
     configs,
+    watchSync: sync,
   };
 }
 
