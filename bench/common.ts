@@ -41,7 +41,9 @@ export class BenchAppModule {
 
 /** Creates an application context the way an app would (warnings and errors logged). */
 export function createBenchApp(options: CoordinationModuleOptions, providers: Provider[] = []): Promise<INestApplicationContext> {
-  return NestFactory.createApplicationContext(BenchAppModule.with(options, providers), {
+  // A generous connect timeout: on a loaded 2-core machine the first connection of a fresh process
+  // can take longer than the default, and the bench measures what comes after it.
+  return NestFactory.createApplicationContext(BenchAppModule.with({ connectTimeout: 30_000, ...options }, providers), {
     logger: ['error', 'warn'],
     abortOnError: false,
   });

@@ -29,6 +29,8 @@ export interface HerdResult {
   method: string;
   ours: HerdRun[];
   naivePrefixWatch: HerdRun[];
+  /** The long chain (1,000 waiters; ours only), apps sharing etcd clients (50 sessions per client). */
+  longChain?: HerdRun & { appsStartMs: number; sessionsPerClient: number; rssMiB: number };
 }
 
 interface Chain {
@@ -209,13 +211,35 @@ export async function herd(ctx: BenchContext): Promise<HerdResult> {
       naivePrefixWatch.push(await naiveChain(ctx, clients, n));
       ctx.log(`naive, ${n} waiters: ${naivePrefixWatch.at(-1)!.watchEventsPerHandoff} events/handoff`);
     }
+    // The long chain: 1,000 sessions, as many apps, sharing 20 etcd3 clients (the `client` option)
+    // so the process does not hold 1,000 gRPC connections.
+    const longN = ctx.quick ? 200 : 1_000;
+    const perClient = 50;
+    const t0 = nowNs();
+    for (let i = 0; i * perClient <= longN; i++) clients.push(new Etcd3({ hosts: ctx.etcd.endpoint }));
+    const shared = clients.slice(-Math.ceil((longN + 1) / perClient));
+    for (let i = 0; i <= longN; i += 25) {
+      const batch = Array.from({ length: Math.min(25, longN + 1 - i) }, (_, j) =>
+        createBenchApp({ client: shared[Math.floor((i + j) / perClient)]!, identity: `long-${i + j}`, namespace: 'herd-long/', election: false, sessionTtl: 60 }),
+      );
+      apps.push(...(await Promise.all(batch)));
+    }
+    const appsStartMs = round(msBetween(t0, nowNs()), 0);
+    ctx.log(`${apps.length} apps for the long chain ready in ${appsStartMs} ms`);
+    const long = await oursChain(ctx, apps, longN);
+    const rssMiB = Math.round(process.memoryUsage().rss / 2 ** 20);
+    ctx.log(`ours, ${longN} waiters: ${long.watchEventsPerHandoff} events/handoff, chain ${long.chainMs} ms`);
+    await Promise.all(apps.splice(0).map((a) => a.close()));
     return {
+      longChain: { ...long, appsStartMs, sessionsPerClient: perClient, rssMiB },
       method:
         'One holder plus N waiters on one lock, each waiter with its own session/connection in this process; ' +
         'once every waiter is queued and watching, the holder releases and each waiter releases as soon as it has the lock. ' +
         'Watch events: delta of etcd_debugging_mvcc_events_total (events etcd sent to watchers, after their filters, all streams) ' +
         'over the chain, divided by the N handoffs; cross-checked by counting events received by every etcd3 Watcher ' +
-        'in this process. The naive lock watches the whole prefix for deletes and re-reads the oldest key on each.',
+        'in this process. The naive lock watches the whole prefix for deletes and re-reads the oldest key on each. ' +
+        `Long chain: ${longN} waiters (ours only), one Nest app and session each, ${perClient} apps sharing one etcd3 client ` +
+        '(the client option), same measurement.',
       ours,
       naivePrefixWatch,
     };
