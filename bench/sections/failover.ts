@@ -5,6 +5,7 @@ import { msBetween, nowNs, sleep } from '../common.js';
 import type { BenchContext, References } from '../context.js';
 import { ratio, round, summarize, type Summary } from '../stats.js';
 import { counterDelta, etcdCounters } from '../metrics.js';
+import { startYardstick, type GoPeer } from '../go.js';
 
 const NAMESPACE = 'failover/';
 const PREFIX = `${NAMESPACE}leader/`;
@@ -47,6 +48,66 @@ export interface FailoverResult {
     p50OverHotLoopSum: number;
   };
   crash: { newLeaderActing: Summary; handoverSeenInEtcd: Summary; targetMs: number };
+  /**
+   * etcd's own Go Election (3 Go processes, same TTL), one trial before each graceful trial of ours:
+   * the leader stamps and calls Resign, the next one's Campaign returns. Absent without Go.
+   */
+  go?: {
+    resignToElected: Summary;
+    /** Ours measured from its resign request (leaving out Nest's shutdown hooks before it), ms. */
+    oursFromResignSent: Summary;
+    oursOverGoP50: number;
+    oursFromResignOverGoP50: number;
+    rawChainOverGoP50: number;
+  };
+  goSkipped?: string;
+}
+
+/** Three Go candidates on one election; trial(): the leader resigns and re-queues. */
+class GoElection {
+  private readonly peers: GoPeer[] = [];
+  private leader?: GoPeer;
+  private readonly name = 'failover-go/leader';
+
+  async start(binary: string, endpoint: string, ttl: number): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      const peer = await startYardstick(binary, endpoint, `go-elect-${i}`, ttl);
+      this.peers.push(peer);
+      peer.send({ type: 'campaign', name: this.name, value: peer.name });
+      if (i === 0) {
+        await this.electedAfter([peer], 0n, 30_000);
+        this.leader = peer;
+      }
+    }
+  }
+
+  private async electedAfter(peers: GoPeer[], after: bigint, timeoutMs: number): Promise<{ peer: GoPeer; t: bigint }> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      for (const peer of peers) {
+        const m = peer.messages.find((x) => x.type === 'elected' && BigInt(String(x.t)) > after);
+        if (m) return { peer, t: BigInt(String(m.t)) };
+      }
+      if (Date.now() > until) throw new Error(`no Go candidate elected within ${timeoutMs} ms`);
+      await sleep(2);
+    }
+  }
+
+  /** ms from the leader's Resign call to the next candidate's Campaign returning. */
+  async trial(): Promise<number> {
+    const old = this.leader!;
+    old.send({ type: 'resign', name: this.name });
+    const t0 = BigInt(String((await old.waitForMessage('resigning', 10_000)).t));
+    const next = await this.electedAfter(this.peers.filter((p) => p !== old), t0, 15_000);
+    await old.waitForMessage('resigned', 10_000);
+    this.leader = next.peer;
+    old.send({ type: 'campaign', name: this.name, value: old.name });
+    return msBetween(t0, next.t);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.peers.map((p) => p.close()));
+  }
 }
 
 /** Candidate keys of the election, seen through a raw etcd3 watch (no library code). */
@@ -152,9 +213,12 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
     return worker;
   };
 
+  const goElection = ctx.go.binary ? new GoElection() : undefined;
+  const goTimes: number[] = [];
   try {
     await observer.start();
     await chainer.waitForMessage('ready', 60_000);
+    await goElection?.start(ctx.go.binary!, ctx.etcd.endpoint, ttl);
     for (let i = 0; i < 3; i++) await spawnCandidate();
     const trials: FailoverTrial[] = [];
     const kinds: Array<'graceful' | 'crash'> = [
@@ -168,7 +232,13 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
       if (!old) throw new Error(`leader ${leader.value} is not one of our workers`);
       // The leader itself must know it leads before we take it down.
       await newLeaderMessage([old], 0n, 30_000);
-      if (kind === 'graceful') await rawChainTrial();
+      if (kind === 'graceful') {
+        await rawChainTrial();
+        if (goElection) {
+          await sleep(300); // idle before the handover, like the trials
+          goTimes.push(await goElection.trial());
+        }
+      }
       await sleep(300);
       const others = [...workers.values()].filter((w) => w !== old && w.running);
       const deleted = observer.deletionOf(leader.key);
@@ -212,7 +282,24 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
     const hotLoopSum = refs ? round(refs.writeP50 + refs.readP50 + refs.writeToWatchEventP50, 3) : Number.NaN;
     const gracefulActing = pick('graceful', (t) => t.newLeaderActingMs);
     const raw = summarize(rawChain);
+    const graceful = trials.filter((t) => t.kind === 'graceful');
+    const goPart: Pick<FailoverResult, 'go' | 'goSkipped'> = goElection
+      ? (() => {
+          const go = summarize(goTimes);
+          const fromResign = summarize(graceful.filter((t) => t.steps.resignSent !== undefined).map((t) => t.newLeaderActingMs - t.steps.resignSent!));
+          return {
+            go: {
+              resignToElected: go,
+              oursFromResignSent: fromResign,
+              oursOverGoP50: ratio(gracefulActing.p50, go.p50),
+              oursFromResignOverGoP50: ratio(fromResign.p50, go.p50),
+              rawChainOverGoP50: ratio(raw.p50, go.p50),
+            },
+          };
+        })()
+      : { goSkipped: ctx.go.unavailable };
     return {
+      ...goPart,
       method:
         `3 candidate processes (Nest apps, default election, sessionTtl ${ttl} s); the leader is taken down and replaced by a ` +
         'new candidate after each trial. graceful: the leader process stamps the time and calls app.close() (the module ' +
@@ -221,7 +308,10 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
         "process's leader$ reports isLeader (its own stamp). Graceful bound (2 round trips + watch delivery) = the same chain " +
         'without the library, run before each graceful trial after the same 300 ms idle: the runner deletes a key, a raw etcd3 ' +
         'client in another process reads the prefix on the DELETE event; stamped from before the delete to the read returning. ' +
-        'hotLoopSum = write + read + write-to-watch-event p50s from section 1 (warm, back-to-back requests).',
+        'hotLoopSum = write + read + write-to-watch-event p50s from section 1 (warm, back-to-back requests). ' +
+        "go: 3 Go processes with etcd's own concurrency.Election (same TTL), one trial before each graceful trial: the " +
+        'leader stamps and calls Resign, time to the next candidate\'s Campaign returning (its own stamp); the old leader ' +
+        'campaigns again. oursFromResignSent: ours from its resign request, leaving out the Nest shutdown hooks before it.',
       sessionTtlSeconds: ttl,
       trials,
       graceful: {
@@ -240,6 +330,7 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
       },
     };
   } finally {
+    await goElection?.stop();
     await chainer.kill('SIGKILL');
     await observer.stop();
     await Promise.all(
