@@ -12,6 +12,7 @@ import type { ScaleResult } from './sections/scale.js';
 import type { UncontendedResult } from './sections/uncontended.js';
 import type { ProfileResult } from './sections/profile.js';
 import type { Summary } from './stats.js';
+import { issue16ReadmeLines, issue16Targets, renderIssue16Markdown } from './report-extra.js';
 
 export interface BenchResults {
   schema: 1;
@@ -70,7 +71,7 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
       `vs idle hot-loop write ${ms(s.reference?.writeP50)}: ${fmt(c.ratios.handoffP50OverWriteP50)}x)`,
     c && c.ratios.handoffP50OverWriteUnderLoadP50 <= 2);
   const sc = s.scale;
-  add('one-lease', 'One lease regardless of lock count (1,000 held)',
+  add('one-lease', `One lease regardless of lock count (${sc?.ours.locks.toLocaleString('en-US') ?? '10,000'} held)`,
     sc && `${sc.ours.leases} lease(s) for ${sc.ours.locks} locks (etcd3 Lock: ${sc.etcd3Lock.leases})`,
     sc && sc.ours.leases === 1 && sc.ours.leasesOnLockKeys === 1);
   const h = s.herd;
@@ -95,7 +96,7 @@ export function evaluateTargets(r: BenchResults): TargetResult[] {
   add('leader-only', '@LeaderOnly < 5 us per call',
     l && `${fmt(l.overheadNs.syncLeader / 1000, 3)} us sync, ${fmt(l.overheadNs.asyncLeader / 1000, 3)} us async`,
     l && Math.max(l.overheadNs.syncLeader, l.overheadNs.asyncLeader) < 5_000);
-  return out;
+  return [...out, ...issue16Targets(r)];
 }
 
 // ----------------------------------------------------------------- markdown
@@ -180,7 +181,7 @@ export function renderMarkdown(r: BenchResults): string {
   }
   if (s.scale) {
     const kb = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
-    out.push('## 4. Scale: 1,000 locks held by one process', '',
+    out.push(`## 4. Scale: locks held by one process (ours ${s.scale.ours.locks}, etcd3 ${s.scale.etcd3Lock.locks})`, '',
       row(['Implementation', 'locks', 'leases', 'watches', 'lock keys', 'acquire all', 'release all', 'heap / lock', 'RSS / lock', 'RSS while holding', 'process warnings']),
       row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']));
     for (const [name, x] of [['LockService', s.scale.ours], ['etcd3 Lock', s.scale.etcd3Lock]] as const) {
@@ -212,6 +213,7 @@ export function renderMarkdown(r: BenchResults): string {
       `process's first AsyncLocalStorage.run and ${fmt(l.nsPerCall.plainAsync, 1)} ns after (${fmt(l.processWideAwaitTaxNs, 1)} ns: Node 20 turns on promise hooks process-wide).`,
       '', `Method: ${l.method}`, '');
   }
+  out.push(...renderIssue16Markdown(r));
   return `${out.join('\n')}\n`;
 }
 
@@ -314,7 +316,7 @@ export function renderSvg(r: BenchResults): string {
   const sc = s.scale;
   if (sc) {
     panels.push({
-      title: '4. Leases for 1,000 held locks',
+      title: `4. Leases for ${sc.ours.locks} held locks (etcd3 Lock: ${sc.etcd3Lock.locks})`,
       bars: [
         { label: 'LockService', value: sc.ours.leases, color: OURS, text: String(sc.ours.leases) },
         { label: 'etcd3 client.lock()', value: sc.etcd3Lock.leases, color: OTHER, text: String(sc.etcd3Lock.leases) },
@@ -397,7 +399,7 @@ export function renderReadmeBlock(r: BenchResults): string {
       const b = h.naivePrefixWatch.at(-1)!;
       lines.push(row([`Watch events per handoff, ${a.waiters} waiters`, fmt(a.watchEventsPerHandoff), `prefix watch ${fmt(b.watchEventsPerHandoff)}`, '']));
     }
-    if (s.scale) lines.push(row(['Leases / watches for 1,000 held locks', `${s.scale.ours.leases} / ${s.scale.ours.watches}`, `etcd3 Lock ${s.scale.etcd3Lock.leases} / ${s.scale.etcd3Lock.watches}`, '']));
+    if (s.scale) lines.push(row([`Leases / watches for ${s.scale.ours.locks} held locks (etcd3: ${s.scale.etcd3Lock.locks})`, `${s.scale.ours.leases} / ${s.scale.ours.watches}`, `etcd3 Lock ${s.scale.etcd3Lock.leases} / ${s.scale.etcd3Lock.watches}`, '']));
     const f = s.failover;
     if (f) {
       lines.push(row(['Graceful failover (app.close -> new leader acting), p50 / max', `${ms(f.graceful.newLeaderActing.p50)} / ${ms(f.graceful.newLeaderActing.max)}`, `raw etcd3 chain ${ms(f.graceful.rawChain.p50)}`, `${fmt(f.graceful.p50OverBound)}x`]));
@@ -407,6 +409,7 @@ export function renderReadmeBlock(r: BenchResults): string {
     if (l) lines.push(row(['@LeaderOnly overhead per call (sync / async)', `${fmt(l.overheadNs.syncLeader, 0)} ns / ${fmt(l.overheadNs.asyncLeader, 0)} ns`, 'target 5,000 ns', '']));
     lines.push('');
   }
+  lines.push(...issue16ReadmeLines(r));
   lines.push('Full tables: [results.md](results.md); raw figures: [results.json](results.json); chart: [chart.svg](chart.svg).', '', END);
   return lines.join('\n');
 }
