@@ -96,6 +96,12 @@ export const Messages = {
     `Gave up waiting for ${kind} "${name}" after ${ms} ms: etcd could not be reached meanwhile (${cause})`,
   holdLost: (kind: string, name: string) =>
     `The ${kind} "${name}" is no longer ours in etcd (its key was deleted or replaced): the guarded write was not made`,
+  heldKeyDeleted: (kind: string, name: string, key: string) =>
+    `The ${kind} "${name}" was lost: its key ${key} was deleted by someone else (an operator's etcdctl del, or a force release)`,
+  heldKeyReplaced: (kind: string, name: string, key: string) =>
+    `The ${kind} "${name}" was lost: its key ${key} was re-created or moved off our session lease by someone else`,
+  heldKeyForceReleased: (kind: string, name: string, by: string) =>
+    `The ${kind} "${name}" was force-released by ${JSON.stringify(by)}`,
   noSessionWithin: (ms: number) => `no etcd session could be made within ${ms} ms`,
   selfDeadlock: (kind: string, name: string, conflicting: string) =>
     `Cannot take ${kind} "${name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,
