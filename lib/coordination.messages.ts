@@ -26,6 +26,12 @@ export const Messages = {
   lockReleased: (name: string) => `Lock "${name}" was released`,
   notLeader: (election: string) => `This instance is not the leader of election "${election}"`,
   leadershipLost: (election: string) => `Leadership of election "${election}" was lost`,
+  handoverNoCandidate: (election: string) => `Cannot hand over election "${election}": no other candidate is waiting (leadership was kept)`,
+  handoverNoSuchCandidate: (election: string, to: string) =>
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: no waiting candidate has that value (leadership was kept)`,
+  handoverForeignCandidate: (election: string, to: string, key: string) =>
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not of this library (a Go or etcdctl candidate cannot be asked to step aside safely); leadership was kept`,
+  handoverRaced: (election: string) => `Cannot hand over election "${election}": the queue changed meanwhile (leadership was kept; try again)`,
   resigned: (election: string) => `Resigned from election "${election}"`,
   electionDisabled: () =>
     'The default election is disabled (option election: false); pass an election name explicitly.',
