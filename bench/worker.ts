@@ -107,6 +107,8 @@ async function chain(): Promise<void> {
 
 // -------------------------------------------------------------------- scale
 
+let acquiredSoFar = 0;
+
 async function scale(impl: string, count: number): Promise<void> {
   const names = Array.from({ length: count }, (_, i) => `res-${i}`);
   let acquireAll: () => Promise<void>;
@@ -117,7 +119,7 @@ async function scale(impl: string, count: number): Promise<void> {
     const locks = app.get(LockService);
     let handles: LockHandle[] = [];
     acquireAll = async () => {
-      handles = await Promise.all(names.map((n) => locks.acquire(n)));
+      handles = await Promise.all(names.map((n) => locks.acquire(n).then((h) => (acquiredSoFar++, h))));
     };
     releaseAll = async () => {
       await Promise.all(handles.map((h) => h.release()));
@@ -129,7 +131,7 @@ async function scale(impl: string, count: number): Promise<void> {
     await client.get('warm-up').string();
     let held: Lock[] = [];
     acquireAll = async () => {
-      held = await Promise.all(names.map((n) => client.lock(`scale-etcd3/${n}`).acquire()));
+      held = await Promise.all(names.map((n) => client.lock(`scale-etcd3/${n}`).acquire().then((l) => (acquiredSoFar++, l))));
     };
     releaseAll = async () => {
       await Promise.all(held.map((l) => l.release()));
@@ -141,7 +143,9 @@ async function scale(impl: string, count: number): Promise<void> {
   serve(async (message) => {
     const started = nowNs();
     if (message.type === 'acquire') {
-      await acquireAll();
+      // Progress once a second: the runner reports how far a capped run got.
+      const progress = setInterval(() => emit({ type: 'progress', acquired: acquiredSoFar, ms: Number(nowNs() - started) / 1e6 }), 1_000);
+      await acquireAll().finally(() => clearInterval(progress));
       const ms = Number(nowNs() - started) / 1e6;
       emit({ type: 'held', ms, memory: memorySnapshot() });
     } else if (message.type === 'release') {

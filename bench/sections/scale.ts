@@ -13,6 +13,11 @@ interface Memory {
 
 export interface ScaleRun {
   locks: number;
+  /** False when acquiring all did not finish within the cap (the rest of the figures are then absent). */
+  completed: boolean;
+  /** Capped runs: locks held when the cap ran out, and the cap. */
+  heldAtCap?: number;
+  capMs?: number;
   /** Leases etcd has while the locks are held, minus those before (etcd lease list). */
   leases: number;
   /** Distinct leases on the held lock keys. */
@@ -36,9 +41,11 @@ export interface ScaleResult {
   method: string;
   ours: ScaleRun;
   etcd3Lock: ScaleRun;
+  /** Ours at 10,000 locks, capped in time (see completed / heldAtCap). */
+  oursLarge?: ScaleRun;
 }
 
-async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number): Promise<ScaleRun> {
+async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number, capMs = 120_000): Promise<ScaleRun> {
   const raw = new Etcd3({ hosts: ctx.etcd.endpoint });
   const prefix = impl === 'ours' ? 'scale-ours/' : 'scale-etcd3/';
   const worker = spawnNodeScript('bench/worker.js', {
@@ -59,7 +66,19 @@ async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number
     const countersBefore = await etcdCounters(ctx.etcd.clientUrl);
     const ready = await worker.waitForMessage('ready', 60_000);
     worker.send({ type: 'acquire' });
-    const held = await worker.waitForMessage('held', 120_000);
+    let held;
+    try {
+      held = await worker.waitForMessage('held', capMs);
+    } catch {
+      const last = worker.messages.filter((m) => m.type === 'progress').at(-1);
+      const incomplete: ScaleRun = {
+        locks: count, completed: false, heldAtCap: Number(last?.acquired ?? 0), capMs, leases: NaN, leasesOnLockKeys: NaN,
+        watches: (await etcdCounters(ctx.etcd.clientUrl)).watchers - countersBefore.watchers, keys: NaN, acquireAllMs: NaN, releaseAllMs: NaN,
+        memoryBefore: ready.memory as Memory, memoryHeld: ready.memory as Memory, heapBytesPerLock: NaN, rssBytesPerLock: NaN, warnings: [],
+      };
+      // SIGKILL in finally: etcd expires the session's lease and its keys.
+      return incomplete;
+    }
     const leasesHeld = (await raw.leaseClient.leaseLeases()).leases.length;
     const countersHeld = await etcdCounters(ctx.etcd.clientUrl);
     const kvs = (await raw.getAll().prefix(prefix).exec()).kvs;
@@ -71,6 +90,7 @@ async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number
     const during = held.memory as Memory;
     return {
       locks: count,
+      completed: true,
       leases: leasesHeld - leasesBefore,
       leasesOnLockKeys: new Set(kvs.map((kv) => kv.lease)).size,
       watches: countersHeld.watchers - countersBefore.watchers,
@@ -90,16 +110,24 @@ async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number
 }
 
 export async function scale(ctx: BenchContext): Promise<ScaleResult> {
-  // Ours at 10,000; etcd3's Lock (a lease per lock) at 1,000, as before, to keep the run short.
-  const oursCount = ctx.quick ? 2_000 : 10_000;
+  // Both at 1,000 (complete figures), then ours at 10,000 with a time cap: every held lock has its own
+  // key watch since the held-key watch (lib/queue/held-key-watch.ts), and etcd3 creates watchers one at a time.
+  const largeCount = ctx.quick ? 2_000 : 10_000;
   const count = 1_000;
-  const ours = await runScale(ctx, 'ours', oursCount);
+  const ours = await runScale(ctx, 'ours', count);
   ctx.log(`ours: ${ours.leases} lease(s), ${ours.watches} watch(es), ${ours.heapBytesPerLock} heap bytes/lock`);
   const etcd3Lock = await runScale(ctx, 'etcd3', count);
   ctx.log(`etcd3: ${etcd3Lock.leases} lease(s), ${etcd3Lock.watches} watch(es), ${etcd3Lock.heapBytesPerLock} heap bytes/lock`);
+  const capMs = ctx.quick ? 30_000 : 90_000;
+  const oursLarge = await runScale(ctx, 'ours', largeCount, capMs);
+  ctx.log(oursLarge.completed
+    ? `ours, ${largeCount}: all held in ${oursLarge.acquireAllMs} ms, ${oursLarge.leases} lease(s), ${oursLarge.watches} watch(es)`
+    : `ours, ${largeCount}: NOT all held within ${capMs} ms (${oursLarge.heldAtCap} held, ${oursLarge.watches} watches open)`);
   return {
+    oursLarge,
     method:
-      `A fresh child process acquires ${oursCount} (ours) or ${count} (etcd3Lock) distinct locks concurrently (Promise.all) and holds them: ours with ` +
+      `A fresh child process acquires ${count} distinct locks concurrently (Promise.all) and holds them (ours also ${largeCount}, ` +
+      `capped at ${capMs / 1000} s: how many it held by then): ours with ` +
       'LockService in one Nest app, etcd3Lock with client.lock(name).acquire() on one etcd3 client. While held, the runner ' +
       'counts leases (LeaseLeases), lock keys and the distinct leases on them, and etcd\'s open watchers ' +
       '(etcd_debugging_mvcc_watcher_total, minus the count before). Memory: process.memoryUsage() after two forced GCs ' +
