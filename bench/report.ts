@@ -188,12 +188,15 @@ export function renderMarkdown(r: BenchResults): string {
       out.push(row([name, x.locks, x.leases, x.watches, x.keys, ms(x.acquireAllMs), ms(x.releaseAllMs), kb(x.heapBytesPerLock), kb(x.rssBytesPerLock),
         `${(x.memoryHeld.rss / 2 ** 20).toFixed(1)} MiB`, x.warnings.length ? x.warnings.map((w) => w.replace(/\|/g, '/')).join('; ') : 'none']));
     }
+    const lost = [s.scale.ours, s.scale.oursLarge].filter((x) => x?.completed && x.lostAtHeld !== undefined)
+      .map((x) => `${x!.locks}: ${x!.lostAtHeld} lost when all were acquired, ${x!.lostAfterCounts} after the counts`);
     const big = s.scale.oursLarge;
     if (big) {
       out.push(big.completed
         ? row([`LockService (${big.locks})`, big.locks, big.leases, big.watches, big.keys, ms(big.acquireAllMs), ms(big.releaseAllMs), kb(big.heapBytesPerLock), kb(big.rssBytesPerLock), `${(big.memoryHeld.rss / 2 ** 20).toFixed(1)} MiB`, big.warnings.join('; ') || 'none'])
         : row([`LockService (${big.locks}, capped at ${fmt((big.capMs ?? NaN) / 1000, 0)} s)`, big.locks, 'n/a', `${big.watches} open at the cap`, 'n/a', `**not finished**: ${big.heldAtCap} held at the cap`, 'n/a', 'n/a', 'n/a', 'n/a', '']));
     }
+    if (lost.length) out.push('', `Holds whose signal had aborted (session or key lost) — ${lost.join('; ')}.`);
     out.push('', `Method: ${s.scale.method}`, '');
   }
   if (s.failover) {

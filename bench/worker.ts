@@ -108,6 +108,8 @@ async function chain(): Promise<void> {
 // -------------------------------------------------------------------- scale
 
 let acquiredSoFar = 0;
+/** Holds whose signal has aborted (lost: session ended, key deleted) among those acquired. */
+let lostCount: () => number = () => 0;
 
 async function scale(impl: string, count: number): Promise<void> {
   const names = Array.from({ length: count }, (_, i) => `res-${i}`);
@@ -121,6 +123,7 @@ async function scale(impl: string, count: number): Promise<void> {
     acquireAll = async () => {
       handles = await Promise.all(names.map((n) => locks.acquire(n).then((h) => (acquiredSoFar++, h))));
     };
+    lostCount = () => handles.filter((h) => h.signal.aborted).length;
     releaseAll = async () => {
       await Promise.all(handles.map((h) => h.release()));
       handles = [];
@@ -147,7 +150,9 @@ async function scale(impl: string, count: number): Promise<void> {
       const progress = setInterval(() => emit({ type: 'progress', acquired: acquiredSoFar, ms: Number(nowNs() - started) / 1e6 }), 1_000);
       await acquireAll().finally(() => clearInterval(progress));
       const ms = Number(nowNs() - started) / 1e6;
-      emit({ type: 'held', ms, memory: memorySnapshot() });
+      emit({ type: 'held', ms, memory: memorySnapshot(), lost: lostCount() });
+    } else if (message.type === 'lost') {
+      emit({ type: 'lost', lost: lostCount() });
     } else if (message.type === 'release') {
       await releaseAll();
       emit({ type: 'released', ms: Number(nowNs() - started) / 1e6 });

@@ -33,6 +33,9 @@ export interface ScaleRun {
   memoryHeld: Memory;
   heapBytesPerLock: number;
   rssBytesPerLock: number;
+  /** Holds whose signal had aborted (session lost, key gone) when all were acquired / after the counts (ours only). */
+  lostAtHeld?: number;
+  lostAfterCounts?: number;
   /** Process warnings the child printed (e.g. MaxListenersExceededWarning). */
   warnings: string[];
 }
@@ -79,9 +82,19 @@ async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number
       // SIGKILL in finally: etcd expires the session's lease and its keys.
       return incomplete;
     }
+    // Held-key watches are created in the background after each acquire: count once they settle.
+    let countersHeld = await etcdCounters(ctx.etcd.clientUrl);
+    for (let i = 0; i < 40; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      const next = await etcdCounters(ctx.etcd.clientUrl);
+      const settled = next.watchers === countersHeld.watchers;
+      countersHeld = next;
+      if (settled) break;
+    }
     const leasesHeld = (await raw.leaseClient.leaseLeases()).leases.length;
-    const countersHeld = await etcdCounters(ctx.etcd.clientUrl);
     const kvs = (await raw.getAll().prefix(prefix).exec()).kvs;
+    worker.send({ type: 'lost' });
+    const lostAfter = impl === 'ours' ? Number((await worker.waitForMessage('lost', 30_000)).lost) : undefined;
     worker.send({ type: 'release' });
     const released = await worker.waitForMessage('released', 120_000);
     worker.send({ type: 'stop' });
@@ -102,6 +115,7 @@ async function runScale(ctx: BenchContext, impl: 'ours' | 'etcd3', count: number
       heapBytesPerLock: Math.round((during.heapUsed - before.heapUsed) / count),
       rssBytesPerLock: Math.round((during.rss - before.rss) / count),
       warnings: [...new Set((stopped.warnings as string[] | undefined) ?? [])],
+      ...(impl === 'ours' ? { lostAtHeld: Number(held.lost ?? 0), lostAfterCounts: lostAfter } : {}),
     };
   } finally {
     raw.close();
