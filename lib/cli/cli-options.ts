@@ -1,7 +1,7 @@
 // Command-line parsing (node:util parseArgs) and the connection options, from flags or ETCD_*
 // environment variables, validated by the module's own resolveCoordinationOptions.
 import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_ELECTION, DEFAULT_HOST } from '../coordination.constants.js';
 import { resolveCoordinationOptions, type ResolvedCoordinationOptions } from '../coordination.options.js';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
@@ -41,10 +41,10 @@ export const RELEASE_OPTIONS = {
   as: { type: 'string' },
 } as const satisfies Options;
 
-/** Parses `args` with `options`; a parse error becomes an InvalidUsageError naming the command's help. */
-export function parse<O extends Options>(command: string, args: string[], options: O) {
+/** Runs `parse` (a parseArgs call); its errors become an InvalidUsageError pointing at the command's help. */
+export function parsing<T>(command: string, parse: () => T): T {
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    return parse();
   } catch (err) {
     throw new InvalidUsageError(CliMessages.usage((err as Error).message, command));
   }

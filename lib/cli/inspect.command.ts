@@ -1,8 +1,9 @@
 // `nest-etcd-coordination inspect [--json] [--watch]`.
+import { parseArgs } from 'node:util';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
 import { classify, type ClassifyHints } from './classify.js';
 import { CliMessages } from './cli.messages.js';
-import { connectionOptions, electionNames, INSPECT_OPTIONS, parse, parsePermits, wholeNumber } from './cli-options.js';
+import { connectionOptions, electionNames, INSPECT_OPTIONS, parsing, parsePermits, wholeNumber } from './cli-options.js';
 import type { CliIo } from './cli-io.js';
 import { withConnection, type Connection } from './connection.js';
 import { renderJson, renderText, type RenderContext } from './render.js';
@@ -29,7 +30,7 @@ const COALESCE_MS = 100;
 const WATCH_RETRY_MS = 500;
 
 export async function inspectCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse('inspect', args, INSPECT_OPTIONS);
+  const { values, positionals } = parsing('inspect', () => parseArgs({ args, options: INSPECT_OPTIONS, allowPositionals: true, strict: true }));
   if (values.help) {
     io.stdout.write(`${CliMessages.inspectHelp()}\n`);
     return 0;

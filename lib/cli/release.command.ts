@@ -3,10 +3,11 @@ import { hostname, userInfo } from 'node:os';
 import { createInterface } from 'node:readline';
 import { OperateMessages } from '../coordination.messages.js';
 import { leaseHex, namePrefix, validateName } from '../etcd/keys.js';
+import { parseArgs } from 'node:util';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
 import { findForceReleaseTarget, forceReleaseKey } from '../lock/force-release.js';
 import { CliMessages } from './cli.messages.js';
-import { connectionOptions, parse, RELEASE_OPTIONS, wholeNumber } from './cli-options.js';
+import { connectionOptions, parsing, RELEASE_OPTIONS, wholeNumber } from './cli-options.js';
 import type { CliIo } from './cli-io.js';
 import { withConnection } from './connection.js';
 
@@ -39,7 +40,7 @@ function confirmed(io: CliIo): Promise<boolean> {
 }
 
 export async function releaseCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse('release', args, RELEASE_OPTIONS);
+  const { values, positionals } = parsing('release', () => parseArgs({ args, options: RELEASE_OPTIONS, allowPositionals: true, strict: true }));
   if (values.help) {
     io.stdout.write(`${CliMessages.releaseHelp()}\n`);
     return 0;
