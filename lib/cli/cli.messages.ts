@@ -95,4 +95,5 @@ ${CONNECTION_HELP}`,
   released: (key: string, holder: string, lease: string, revision: bigint) =>
     `released: deleted ${JSON.stringify(key)} (holder ${holder === '' ? '(identity not recorded)' : JSON.stringify(holder)}, lease ${lease}, revision ${revision})`,
   failed: (message: string) => `error: ${message}`,
+  retrying: (ms: number) => `--watch: reading again in ${ms} ms`,
 } as const;

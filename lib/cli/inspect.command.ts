@@ -26,6 +26,8 @@ function pause(signal: AbortSignal, ms: number | undefined, onWake?: (wake: () =
 
 /** Changes closer together than this are drawn once. */
 const COALESCE_MS = 100;
+/** Pause before drawing again after a failed read (etcd unreachable meanwhile). */
+const DRAW_RETRY_MS = 1_000;
 /** Pause before re-opening a watch that failed (compaction, cancellation). */
 const WATCH_RETRY_MS = 500;
 
@@ -134,7 +136,16 @@ async function watchLoop(connection: Connection, hints: ClassifyHints, io: CliIo
       if (stop.signal.aborted) break;
       changed = false;
       state.drawing++;
-      drawnRevision = await draw(connection, hints, io, { json: options.json, watch: state });
+      try {
+        drawnRevision = await draw(connection, hints, io, { json: options.json, watch: state });
+      } catch (err) {
+        // etcd went away under a running watch: say so and keep trying, as an operator's screen should.
+        state.drawing--;
+        io.stderr.write(`${CliMessages.failed(err instanceof Error ? err.message : String(err))} (${CliMessages.retrying(DRAW_RETRY_MS)})\n`);
+        changed = true;
+        await pause(stop.signal, DRAW_RETRY_MS);
+        continue;
+      }
       if (options.exitAfter !== undefined && state.drawing >= options.exitAfter) break;
     }
     stop.abort();
