@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { Module, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { CoordinationModule, InvalidUsageError, LockService } from '../lib/index.js';
+import { Test } from '@nestjs/testing';
+import { CoordinationTestingModule } from '../lib/testing/index.js';
 import { etcdFixture } from './harness/etcd.js';
 import { closeApps, createApp, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
 
@@ -86,6 +88,24 @@ describe('LockService.forceRelease (real etcd)', () => {
       await client.delete().prefix(ns);
     } finally {
       client.close();
+    }
+  });
+
+  it('works under the testing kit too (the in-memory store answers the same requests)', async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [CoordinationTestingModule.forRoot({ identity: 'fake' })] }).compile();
+    moduleRef.useLogger(false);
+    await moduleRef.init();
+    try {
+      const locks = moduleRef.get(LockService);
+      const held = await locks.acquire('job');
+      const released = await locks.forceRelease('job');
+      assert.deepEqual([released?.key, released?.identity, released?.revision], [held.key, 'fake', held.fencingToken]);
+      assert.equal(await locks.forceRelease('job'), null);
+      const permit = await locks.semaphore('pool', 2).acquire();
+      assert.equal((await locks.forceRelease('pool', { key: permit.key }))?.key, permit.key);
+      await Promise.all([held.release(), permit.release()]);
+    } finally {
+      await moduleRef.close();
     }
   });
 

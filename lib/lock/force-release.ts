@@ -60,7 +60,7 @@ function validate(options: unknown): ForceReleaseOptions {
  * holders: the caller must name one) or `options.key` is not under `prefix`.
  */
 export async function findForceReleaseTarget(
-  ops: Pick<EtcdOps, 'range'>,
+  ops: Pick<EtcdOps, 'txn' | 'oldest'>,
   name: string,
   prefix: Buffer,
   options: ForceReleaseOptions = {},
@@ -71,10 +71,11 @@ export async function findForceReleaseTarget(
     if (key.length <= prefix.length || !key.subarray(0, prefix.length).equals(prefix)) {
       throw new InvalidUsageError(OperateMessages.keyOutsideName(name, options.key, prefix.toString('utf8')));
     }
-    return (await ops.range({ key }, what))[0];
+    // A one-range transaction: the request shape the testing kit's in-memory store answers too.
+    const res = await ops.txn({ compare: [], success: [{ request_range: { key } }], failure: [] }, what);
+    return res.responses[0]?.response_range.kvs[0];
   }
-  const range = { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: 'Ascend' as const, sort_target: 'Create' as const, limit: 1 };
-  const kv = (await ops.range(range, what))[0];
+  const kv = await ops.oldest({ key: prefix, rangeEnd: prefixRangeEnd(prefix) }, what);
   if (kv) {
     const suffix = kv.key.subarray(prefix.length).toString('utf8');
     if (!KEY_SHAPES.session.test(suffix)) {
@@ -93,7 +94,7 @@ export async function findForceReleaseTarget(
  * read and the delete. Shared by `LockService.forceRelease` and the CLI.
  */
 export async function forceReleaseKey(
-  ops: Pick<EtcdOps, 'range' | 'txn'>,
+  ops: Pick<EtcdOps, 'txn' | 'oldest' | 'deleteIfRevision'>,
   name: string,
   prefix: Buffer,
   rawOptions: unknown = {},
@@ -103,14 +104,6 @@ export async function forceReleaseKey(
   if (!kv) return null;
   const revision = BigInt(kv.create_revision);
   if (options.revision !== undefined && options.revision !== revision) return null;
-  const res = await ops.txn(
-    {
-      compare: [{ key: kv.key, target: 'Create', result: 'Equal', create_revision: revision.toString() }],
-      success: [{ request_delete_range: { key: kv.key } }],
-      failure: [],
-    },
-    `force-release "${name}"`,
-  );
-  if (!res.succeeded) return null;
+  if (!(await ops.deleteIfRevision(kv.key, revision, `force-release "${name}"`))) return null;
   return { name, key: kv.key.toString('utf8'), identity: kv.value.toString('utf8'), leaseId: BigInt(kv.lease), revision };
 }
