@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Injectable, type LoggerService } from '@nestjs/common';
 import { Interval, ScheduleModule } from '@nestjs/schedule';
+import { metrics as otelMetrics } from '@opentelemetry/api';
 import {
   CoordinationEvents,
   ElectionService,
@@ -113,6 +114,20 @@ describe('metrics, events$ and logs (real etcd)', () => {
     );
     const timedOut = eventsB[0]!;
     assert.ok(timedOut.type === 'lock.not-acquired' && timedOut.error?.name === 'LockTimeoutError' && timedOut.waitMs >= 250);
+  });
+
+  it('by default, the global MeterProvider of @opentelemetry/api', async () => {
+    const m = meter();
+    assert.ok(otelMetrics.setGlobalMeterProvider(m.provider), 'registered the global provider');
+    try {
+      const app = await createApp({ hosts: etcd().endpoint, namespace: uniqueNamespace('global') });
+      await app.get(LockService).withLock('global', async () => undefined);
+      const metrics = await m.collect();
+      assert.equal(counted(metrics, 'coordination.lock.acquisitions', { 'coordination.name': 'global', 'coordination.outcome': 'acquired' }), 1);
+      await app.close();
+    } finally {
+      otelMetrics.disable();
+    }
   });
 
   it('names: false leaves lock names out of the attributes', async () => {

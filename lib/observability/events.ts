@@ -141,8 +141,9 @@ export type CoordinationEvent =
  * The coordination facts of this application as an Observable, for logging
  * or your own metrics: `moduleRef.get(CoordinationEvents).events$.subscribe(...)`.
  * Hot: a subscriber sees what happens after it subscribed. Completes on
- * shutdown. Subscribers run synchronously inside the library: keep them cheap,
- * and an exception thrown by one is caught and logged, never thrown into a lock.
+ * shutdown. Subscribers run synchronously inside the library: keep them cheap.
+ * An exception thrown by one never reaches the library's code: rxjs reports it
+ * as an unhandled error (see rxjs `config.onUnhandledError`).
  */
 @Injectable()
 export class CoordinationEvents {
