@@ -124,9 +124,7 @@ export class Instrumentation {
       this.metrics?.leadershipChanges.add(1, this.attrs({ 'coordination.change': 'gained' }, spec.name, 'coordination.election'));
     } else {
       this.emit({ type: 'lock.acquired', kind, name: spec.name, waitMs, fencingToken: hold.fencingToken });
-      const attributes = this.attrs({ 'coordination.kind': kind, 'coordination.outcome': 'acquired' }, spec.name);
-      this.metrics?.acquisitions.add(1, attributes);
-      this.metrics?.waitDuration.record(waitMs / 1000, attributes);
+      this.recordAcquire(kind, 'acquired', spec.name, waitMs);
     }
     // Ended before the caller got it (lost at once): report the end too.
     if (hold.signal.aborted) this.holdEnded(spec, hold);
@@ -135,10 +133,17 @@ export class Instrumentation {
   private acquireFailed(spec: InstrumentedSpec, outcome: Exclude<AcquireOutcome, 'acquired'>, waitMs: number, err?: unknown): void {
     const kind = KINDS[spec.mode];
     if (kind === undefined) return; // a campaign that did not win: leadership did not change
-    this.emit({ type: 'lock.not-acquired', kind, name: spec.name, outcome, waitMs, ...(err === undefined ? {} : { error: eventError(err) }) });
-    const attributes = this.attrs({ 'coordination.kind': kind, 'coordination.outcome': outcome }, spec.name);
-    this.metrics?.acquisitions.add(1, attributes);
-    this.metrics?.waitDuration.record(waitMs / 1000, attributes);
+    if (this.subject.observed) {
+      this.emit({ type: 'lock.not-acquired', kind, name: spec.name, outcome, waitMs, ...(err === undefined ? {} : { error: eventError(err) }) });
+    }
+    this.recordAcquire(kind, outcome, spec.name, waitMs);
+  }
+
+  private recordAcquire(kind: CoordinationKind, outcome: AcquireOutcome, name: string, waitMs: number): void {
+    if (!this.metrics) return;
+    const attributes = this.attrs({ 'coordination.kind': kind, 'coordination.outcome': outcome }, name);
+    this.metrics.acquisitions.add(1, attributes);
+    this.metrics.waitDuration.record(waitMs / 1000, attributes);
   }
 
   /** A hold ended by any path (the engine's onEnd): released, lost or shut down. */
@@ -150,7 +155,7 @@ export class Instrumentation {
       const heldMs = performance.now() - since;
       const reason = hold.signal.reason;
       const lost = reason instanceof SessionLostError || reason instanceof HoldLostError;
-      const message = reason instanceof Error ? redact(reason.message) : String(reason);
+      const message = !this.subject.observed ? '' : reason instanceof Error ? redact(reason.message) : String(reason);
       const kind = KINDS[spec.mode];
       if (kind === undefined) {
         const cause = lost ? 'lost' : reason instanceof ShutdownError ? 'shutdown' : 'resigned';
@@ -159,7 +164,7 @@ export class Instrumentation {
         this.metrics?.termDuration.record(heldMs / 1000, this.attrs({}, spec.name, 'coordination.election'));
         return;
       }
-      const attributes = this.attrs({ 'coordination.kind': kind }, spec.name);
+      const attributes = this.metrics && this.attrs({ 'coordination.kind': kind }, spec.name);
       this.metrics?.holdDuration.record(heldMs / 1000, attributes);
       if (lost) {
         this.emit({ type: 'lock.lost', kind, name: spec.name, holdMs: heldMs, reason: message });
