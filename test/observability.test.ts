@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { Injectable, type LoggerService } from '@nestjs/common';
 import { Interval, ScheduleModule } from '@nestjs/schedule';
 import { metrics as otelMetrics } from '@opentelemetry/api';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { Test } from '@nestjs/testing';
+import { CoordinationTestingModule } from '../lib/testing/index.js';
 import {
   CoordinationEvents,
   ElectionService,
@@ -116,18 +119,45 @@ describe('metrics, events$ and logs (real etcd)', () => {
     assert.ok(timedOut.type === 'lock.not-acquired' && timedOut.error?.name === 'LockTimeoutError' && timedOut.waitMs >= 250);
   });
 
-  it('by default, the global MeterProvider of @opentelemetry/api', async () => {
-    const m = meter();
-    assert.ok(otelMetrics.setGlobalMeterProvider(m.provider), 'registered the global provider');
+  it('by default, the global MeterProvider of @opentelemetry/api (PeriodicExportingMetricReader + InMemoryMetricExporter)', async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+    const provider = new MeterProvider({ readers: [reader] });
+    assert.ok(otelMetrics.setGlobalMeterProvider(provider), 'registered the global provider');
     try {
       const app = await createApp({ hosts: etcd().endpoint, namespace: uniqueNamespace('global') });
       await app.get(LockService).withLock('global', async () => undefined);
-      const metrics = await m.collect();
-      assert.equal(counted(metrics, 'coordination.lock.acquisitions', { 'coordination.name': 'global', 'coordination.outcome': 'acquired' }), 1);
+      await reader.forceFlush();
+      const exported = exporter.getMetrics().at(-1)!.scopeMetrics.flatMap((scope) => scope.metrics);
+      const byName = new Map(exported.map((metric) => [metric.descriptor.name, metric]));
+      assert.equal(counted(byName, 'coordination.lock.acquisitions', { 'coordination.name': 'global', 'coordination.outcome': 'acquired' }), 1);
+      assert.equal(recorded(byName, 'coordination.lock.hold.duration', { 'coordination.name': 'global' }), 1);
       await app.close();
     } finally {
       otelMetrics.disable();
+      await provider.shutdown();
     }
+  });
+
+  it('shutdown ends holds as "shutdown" and completes events$; the testing kit offers the same events', async () => {
+    const app = await createApp({ hosts: etcd().endpoint, namespace: uniqueNamespace('shutdown') });
+    const seen: string[] = [];
+    let completed = false;
+    app.get(CoordinationEvents).events$.subscribe({
+      next: (e) => seen.push(e.type === 'lock.released' ? `released:${e.reason}` : e.type),
+      complete: () => (completed = true),
+    });
+    await app.get(LockService).acquire('kept');
+    await app.close();
+    assert.deepEqual(seen, ['lock.acquired', 'released:shutdown']);
+    assert.ok(completed, 'events$ completed on shutdown');
+
+    const kit = await Test.createTestingModule({ imports: [CoordinationTestingModule.forRoot()] }).compile();
+    await kit.init();
+    const kitEvents = record(kit.get(CoordinationEvents));
+    await kit.get(LockService).withLock('fake', async () => undefined);
+    assert.deepEqual(kitEvents.map((e) => e.type), ['lock.acquired', 'lock.released']);
+    await kit.close();
   });
 
   it('names: false leaves lock names out of the attributes', async () => {
