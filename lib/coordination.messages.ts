@@ -251,3 +251,6 @@ export const TestingMessages = {
   etcdNotHealthy: (url: string, ms: number, problem: string, logs: string) =>
     `startEtcd(): etcd at ${url} was not healthy within ${ms} ms (${problem})` + (logs ? `\n--- last etcd output ---\n${logs}` : ''),
 } as const;
+
+// The observability part's texts (events, metrics, logger and logLevel options, outage logs).
+export { ObservabilityMessages } from './observability/observability.messages.js';

@@ -1,6 +1,9 @@
 import type { LoggerService } from '@nestjs/common';
 import { LOG_LEVELS, type CoordinationLogLevel } from './logger.js';
 import type { MeterProviderLike } from './metrics.js';
+import { ObservabilityMessages } from './observability.messages.js';
+
+const problems = ObservabilityMessages.option;
 
 /** The observability options after validation (internal). */
 export interface ResolvedObservabilityOptions {
@@ -9,15 +12,6 @@ export interface ResolvedObservabilityOptions {
   metrics: false | { meterProvider?: MeterProviderLike; names?: boolean };
 }
 
-const problems = {
-  logger: () => 'must be a Nest LoggerService: an object with log, error and warn methods',
-  logLevel: (value: unknown) =>
-    `must be one of ${LOG_LEVELS.map((l) => `'${l}'`).join(', ')} or false; got ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`,
-  metrics: () => 'must be false or an object { meterProvider?, names? }',
-  meterProvider: () => 'must be an OpenTelemetry MeterProvider (an object with a getMeter method)',
-  names: () => 'must be a boolean',
-  unknownMetricsKey: (key: string) => `has no option ${JSON.stringify(key)}; known: meterProvider, names`,
-};
 
 /** Validates `logger`, `logLevel` and `metrics`; `fail` throws InvalidOptionsError naming the option. */
 export function validateObservabilityOptions(
@@ -32,7 +26,7 @@ export function validateObservabilityOptions(
     }
   }
   if (logLevel !== undefined && logLevel !== false && !LOG_LEVELS.includes(logLevel as CoordinationLogLevel)) {
-    fail('logLevel', problems.logLevel(logLevel));
+    fail('logLevel', problems.logLevel(LOG_LEVELS, logLevel));
   }
   let resolvedMetrics: ResolvedObservabilityOptions['metrics'] = {};
   if (metrics === false) resolvedMetrics = false;
