@@ -16,6 +16,7 @@ import { CoordinationTestingModule } from '../lib/testing/index.js';
 import {
   CoordinationEvents,
   ElectionService,
+  EtcdUnavailableError,
   LeaderOnly,
   LockService,
   LockTimeoutError,
@@ -233,7 +234,8 @@ describe('metrics, events$ and logs (real etcd)', () => {
       const ticksAtLoss = ticks;
       // Several scheduled ticks (every 100 ms) and campaign retries while etcd stays away.
       await eventually(() => events.some((e) => e.type === 'etcd.error' && e.operation === 'lease-grant'), 10_000, 'a failed session grant');
-      await delay(1_500);
+      // A lock wait that ends during the outage names the outage, not "held elsewhere".
+      await assert.rejects(app.get(LockService).acquire('during', { timeout: 1_500 }), EtcdUnavailableError);
       assert.equal(ticks, ticksAtLoss, '@LeaderOnly skipped every tick without leadership');
       proxy.setMode({ kind: 'reset' });
       await delay(100);
@@ -262,6 +264,8 @@ describe('metrics, events$ and logs (real etcd)', () => {
         assert.ok(next > at, `${type} after ${order[order.indexOf(type) - 1]}: ${types.join(', ')}`);
         at = next;
       }
+      const during = events.find((e) => e.type === 'lock.not-acquired' && e.name === 'during');
+      assert.ok(during && during.type === 'lock.not-acquired' && during.outcome === 'unavailable' && during.error?.code === 'ETCD_UNAVAILABLE');
       const lostHold = events.find((e) => e.type === 'lock.lost');
       assert.ok(lostHold && lostHold.type === 'lock.lost' && lostHold.name === 'held');
       const lostLead = events.find((e) => e.type === 'leadership.lost');
@@ -274,6 +278,7 @@ describe('metrics, events$ and logs (real etcd)', () => {
       assert.equal(counted(metrics, 'coordination.hold.lost', { 'coordination.kind': 'mutex', 'coordination.name': 'held' }), 1);
       assert.equal(counted(metrics, 'coordination.leadership.changes', { 'coordination.change': 'lost' }), 1);
       assert.ok(counted(metrics, 'coordination.etcd.errors', { 'coordination.operation': 'lease-grant' }) >= 1);
+      assert.equal(counted(metrics, 'coordination.lock.acquisitions', { 'coordination.name': 'during', 'coordination.outcome': 'unavailable' }), 1);
       await app.close();
     } finally {
       await proxy.close();
