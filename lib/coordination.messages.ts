@@ -286,3 +286,5 @@ export const OperateMessages = {
     `force release by ${JSON.stringify(by)}: deleted ${JSON.stringify(key)} of "${name}" ` +
     `(holder ${holder === '' ? '(identity not recorded)' : JSON.stringify(holder)}, lease ${leaseHex}, revision ${revision})`,
 } as const;
+// The observability part's texts (events, metrics, logger and logLevel options, outage logs).
+export { ObservabilityMessages } from './observability/observability.messages.js';

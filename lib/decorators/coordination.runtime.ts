@@ -1,4 +1,4 @@
-import type { Logger } from '@nestjs/common';
+import type { CoordinationLogger } from '../observability/logger.js';
 import type { LockService } from '../lock/lock.service.js';
 import type { ElectionService } from '../election/election.service.js';
 import { InvalidUsageError, ModuleNotInitializedError } from '../errors/coordination.errors.js';
@@ -8,7 +8,7 @@ import { Messages } from '../coordination.messages.js';
 export interface CoordinationRuntime {
   readonly locks: LockService;
   readonly elections: ElectionService;
-  readonly logger: Logger;
+  readonly logger: CoordinationLogger;
 }
 
 /** Instances bound by the explorer. A symbol property would show in the user's object; a WeakMap does not. */
