@@ -8,53 +8,19 @@
 // does not type-check: ts-jest transpiles only under isolatedModules). The Vitest app also runs a
 // spec of the SWC trap (a non-async @WithLock method is refused at bootstrap) under real SWC.
 //
-// The generated apps and their node_modules are cached in .cache/generated-apps/<CLI version>-<hash
-// of everything that shapes the install>; a warm run only replaces the package inside node_modules
-// with the freshly packed one (extracting the tarball, as npm does for a tarball dependency; a
-// full `npm install` of it would re-resolve the whole tree each run, ~20 s per app). A cold run
-// needs the npm registry; without it the tests are skipped with a message.
+// The generated apps and their node_modules are cached (test/support/generated-apps.ts); a warm run
+// only replaces the package inside node_modules with the freshly packed one (extracting the
+// tarball, as npm does for a tarball dependency; a full `npm install` of it would re-resolve the
+// whole tree each run, ~20 s per app). A cold run needs the npm registry; without it the tests are
+// skipped with a message.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { resolveEtcdBinaries } from './harness/etcd.js';
 import { REPO, extract, packLibrary } from './support/pack.js';
-
-const execFileP = promisify(execFile);
-const CACHE = path.join(REPO, '.cache', 'generated-apps');
-/** Bump when the way an app is generated or adapted changes (invalidates the cache). */
-const RECIPE = 1;
-
-type Framework = 'vitest' | 'jest';
-interface AppSpec {
-  framework: Framework;
-  label: string;
-  cli: string;
-  /** Added to the generated package.json besides the packed package. */
-  dependencies: Record<string, string>;
-  devDependencies: Record<string, string>;
-}
-
-const APPS: AppSpec[] = [
-  {
-    framework: 'vitest',
-    label: 'Nest 12 app from `nest new` (CLI 12: ESM, Vitest + unplugin-swc)',
-    cli: '12.0.8',
-    dependencies: { etcd3: '1.1.2' },
-    devDependencies: { 'unplugin-swc': '2.0.0', '@swc/core': '1.16.22' },
-  },
-  {
-    framework: 'jest',
-    label: 'Nest 11 app from `nest new` (CLI 11: CommonJS, Jest + ts-jest)',
-    cli: '11.0.13',
-    dependencies: { etcd3: '1.1.2' },
-    devDependencies: {},
-  },
-];
+import { APPS, ensureApp, run, type AppSpec, type Framework, type RunResult } from './support/generated-apps.js';
 
 /** Written into the Vitest app next to the README's files: the SWC trap, under real SWC. */
 const SWC_TRAP_SPEC = `// Written by nest-etcd-coordination's test/generated-apps.test.ts.
@@ -100,72 +66,6 @@ function readmeFiles(framework: Framework): ReadmeFile[] {
 /** The `it('…')` titles of a spec. */
 function testTitles(code: string): string[] {
   return [...code.matchAll(/\bit\('([^']+)'/g)].map((m) => m[1]!);
-}
-
-interface RunResult {
-  code: number;
-  output: string;
-}
-
-/** Runs a command; never rejects (the exit code and output are the result). */
-function run(cmd: string, args: string[], cwd: string, timeout: number, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  return execFileP(cmd, args, { cwd, timeout, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 }).then(
-    ({ stdout, stderr }) => ({ code: 0, output: `${stdout}${stderr}` }),
-    (err: { code?: number | string; stdout?: string; stderr?: string; message: string }) => ({
-      code: typeof err.code === 'number' ? err.code : 1,
-      output: `${err.stdout ?? ''}${err.stderr ?? ''}\n${err.message}`,
-    }),
-  );
-}
-
-function cacheDir(spec: AppSpec): string {
-  const manifest = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as Record<string, unknown>;
-  const key = JSON.stringify({
-    RECIPE,
-    spec,
-    node: process.versions.node.split('.')[0],
-    // A change here needs a real npm install of the package (its own dependencies).
-    dependencies: manifest.dependencies,
-    peerDependencies: manifest.peerDependencies,
-  });
-  return path.join(CACHE, `nest-cli-${spec.cli}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
-}
-
-/** Why the registry cannot be used, or undefined when it answers. */
-async function registryProblem(cli: string): Promise<string | undefined> {
-  const res = await run('npm', ['view', `@nestjs/cli@${cli}`, 'version'], tmpdir(), 60_000);
-  if (res.code === 0 && res.output.includes(cli)) return undefined;
-  return `the npm registry cannot be reached (npm view @nestjs/cli@${cli}: ${res.output.trim().split('\n').slice(-2).join(' ')})`;
-}
-
-/** Generates and installs the app (cold run), unless the cache has it. */
-async function ensureApp(spec: AppSpec, tarball: string): Promise<{ app: string } | { skip: string }> {
-  const dir = cacheDir(spec);
-  const app = path.join(dir, 'app');
-  if (existsSync(path.join(dir, '.ready'))) return { app };
-  const problem = await registryProblem(spec.cli);
-  if (problem) return { skip: `${problem}: cannot generate the ${spec.label}; skipped` };
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  cpSync(tarball, path.join(dir, 'nest-etcd-coordination.tgz'));
-  const generated = await run(
-    'npm',
-    ['exec', '--yes', `--package=@nestjs/cli@${spec.cli}`, '--', 'nest', 'new', 'app', '--package-manager', 'npm', '--skip-git', '--skip-install'],
-    dir,
-    180_000,
-  );
-  assert.equal(generated.code, 0, `nest new failed:\n${generated.output}`);
-  const pkgFile = path.join(app, 'package.json');
-  const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { type?: string; dependencies: Record<string, string>; devDependencies: Record<string, string> };
-  assert.equal(pkg.type, spec.framework === 'vitest' ? 'module' : undefined, 'the module format nest new generates');
-  assert.ok(pkg.devDependencies[spec.framework], `nest new set up ${spec.framework}`);
-  Object.assign(pkg.dependencies, spec.dependencies, { 'nest-etcd-coordination': 'file:../nest-etcd-coordination.tgz' });
-  Object.assign(pkg.devDependencies, spec.devDependencies);
-  writeFileSync(pkgFile, JSON.stringify(pkg, null, 2));
-  const installed = await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], app, 240_000);
-  assert.equal(installed.code, 0, `npm install failed:\n${installed.output}`);
-  writeFileSync(path.join(dir, '.ready'), JSON.stringify({ cli: spec.cli, at: new Date().toISOString() }));
-  return { app };
 }
 
 /** Puts this run's package into the app (see the header) and writes the README's files. */
