@@ -29,7 +29,11 @@ type AsyncMethod<A extends unknown[]> = (...args: [...A, ...any[]]) => Promise<u
 /**
  * Runs the method while holding the distributed lock `name` (or the name
  * computed from the call's arguments). The method must return a Promise: on
- * a method that does not, this is a compile error.
+ * a method that does not, this is a compile error, and where nothing checks
+ * types (SWC), bootstrap fails with `InvalidUsageError` ("make it async"):
+ * a method is accepted when it is an `async function` or its
+ * `design:returntype` metadata is Promise. Without that metadata, its first
+ * call that returns a non-Promise rejects, and later calls are refused.
  *
  * Inside the method, {@link currentLock} gives the fencing token and the
  * AbortSignal; calling another `@WithLock` method with the same name

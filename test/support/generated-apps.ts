@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { REPO, packLibrary } from './pack.js';
 
 const execFileP = promisify(execFile);
-const CACHE = path.join(REPO, '.cache', 'generated-apps');
+// GENERATED_APPS_CACHE: another cache folder (e.g. to try a cold run without touching the warm one).
+const CACHE = process.env.GENERATED_APPS_CACHE ?? path.join(REPO, '.cache', 'generated-apps');
 /** Bump when the way an app is generated or adapted changes (invalidates the cache). */
 const RECIPE = 1;
 
@@ -87,7 +88,7 @@ export async function ensureApp(spec: AppSpec, tarball: string): Promise<{ app: 
   const app = path.join(dir, 'app');
   if (existsSync(path.join(dir, '.ready'))) return { app };
   const problem = await registryProblem(spec.cli);
-  if (problem) return { skip: `${problem}: cannot generate the ${spec.label}; skipped` };
+  if (problem) return { skip: `${problem}; nest new cannot run: skipped` };
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   cpSync(tarball, path.join(dir, 'nest-etcd-coordination.tgz'));
