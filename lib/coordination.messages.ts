@@ -48,8 +48,15 @@ export const Messages = {
     '(e.g. after jest.resetModules(), or its ESM and CommonJS builds side by side), and the class was decorated by ' +
     'a copy whose CoordinationModule is not in this application. Load the library once (jest: do not reset modules ' +
     'between the app and the decorated classes). The method was NOT run.',
-  decoratedMethodNotAsync: (decorator: string, target: string) =>
-    `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  decoratedMethodNotAsync: (decorator: string, target: string, reason = 'it does not return a Promise') =>
+    `@${decorator} on ${target}: the method is not async and ${reason}; make it async ` +
+    `(\`async ${target.replace(/^.*\./, '').replace(/\(\)$/, '')}(): Promise<...>\`): @${decorator} always returns a Promise, ` +
+    'so without a type check (SWC: nest start -b swc) the method would silently become async.',
+  notAsyncDeclared: (declared: string) => `its declared return type (design:returntype) is ${declared}, not Promise`,
+  notAsyncReturned: (got: string) => `it returned ${got}, not a Promise (it ran under the lock this once; later calls are refused without running)`,
+  notAsyncRefusedBefore: () => 'an earlier call returned something that is not a Promise (the method was NOT run)',
+  decoratedMethodsNotAsync: (problems: readonly string[]) =>
+    problems.length === 1 ? problems[0]! : `${problems.length} decorated methods are not async:\n- ${problems.join('\n- ')}`,
   /** What is wrong with an option or a name (the tail of invalidOption / invalidName). */
   problem: {
     notString: () => 'must be a string',
@@ -263,3 +270,28 @@ export const TestingMessages = {
   etcdNotHealthy: (url: string, ms: number, problem: string, logs: string) =>
     `startEtcd(): etcd at ${url} was not healthy within ${ms} ms (${problem})` + (logs ? `\n--- last etcd output ---\n${logs}` : ''),
 } as const;
+
+// ---------------------------------------------------------------------------
+// Operating it (issue 15): LockService.forceRelease and the CLI's release.
+// ---------------------------------------------------------------------------
+
+/** Texts of forced releases (`LockService.forceRelease`, `nest-etcd-coordination release`). Never include a secret. */
+export const OperateMessages = {
+  notAMutexHolder: (name: string, key: string, kind: string) =>
+    `forceRelease("${name}"): the oldest key ${JSON.stringify(key)} is ` +
+    (kind === 'foreign'
+      ? 'not a lock key (not of the form <name>/<lease hex>): nothing deleted'
+      : `a ${kind} key, and a ${kind} can have several holders: name the one to delete ({ key } in the API, --holder-key in the CLI; see \`nest-etcd-coordination inspect\`)`),
+  keyOutsideName: (name: string, key: string, prefix: string) =>
+    `forceRelease("${name}"): key ${JSON.stringify(key)} is not one of this name's keys (they start with ${JSON.stringify(prefix)})`,
+  invalidRevision: (value: unknown) =>
+    `forceRelease: revision must be a positive bigint (the create revision shown by inspect), got ${typeof value === 'bigint' ? value.toString() : typeof value}`,
+  invalidOptions: () => 'forceRelease: options must be an object like { key?: string, revision?: bigint, graceMs?: number, by?: string }',
+  invalidGrace: (value: unknown) => `forceRelease: graceMs must be an integer number of ms from 0 to 600000, got ${JSON.stringify(value) ?? String(value)}`,
+  /** Logged at warn by the instance (or CLI user) that deleted a holder's key. */
+  forceReleased: (by: string, name: string, key: string, leaseHex: string, revision: bigint, holder: string) =>
+    `force release by ${JSON.stringify(by)}: deleted ${JSON.stringify(key)} of "${name}" ` +
+    `(holder ${holder === '' ? '(identity not recorded)' : JSON.stringify(holder)}, lease ${leaseHex}, revision ${revision})`,
+} as const;
+// The observability part's texts (events, metrics, logger and logLevel options, outage logs).
+export { ObservabilityMessages } from './observability/observability.messages.js';

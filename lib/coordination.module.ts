@@ -24,9 +24,12 @@ import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
+import { Instrumentation } from './observability/instrumentation.js';
+import { INSTRUMENTATION } from './observability/instrumentation.token.js';
+import { CoordinationEvents } from './observability/events.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
-const SERVICES = [SessionService, LockService, ElectionService];
+const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents];
 
 /** Marker of one module instance; its value is irrelevant, its existence is counted. */
 interface ModuleInstanceMarker {
@@ -77,17 +80,23 @@ function coreProviders(): Provider[] {
       inject: [RESOLVED_COORDINATION_OPTIONS],
     },
     {
+      provide: INSTRUMENTATION,
+      useFactory: (options: ResolvedCoordinationOptions) => Instrumentation.create(options),
+      inject: [RESOLVED_COORDINATION_OPTIONS],
+    },
+    {
       provide: EtcdOps,
-      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions, history: HistoryGuard) =>
-        new EtcdOps(holder, options.requestTimeout, history, options.fencingEpoch),
-      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS, HistoryGuard],
+      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions, history: HistoryGuard, instrumentation: Instrumentation) =>
+        new EtcdOps(holder, options.requestTimeout, history, options.fencingEpoch, instrumentation),
+      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS, HistoryGuard, INSTRUMENTATION],
     },
     { provide: HistoryGuard, useFactory: () => new HistoryGuard() },
     { provide: EtcdWatches, useFactory: (holder: EtcdClientHolder) => new EtcdWatches(holder), inject: [ETCD_CLIENT_HOLDER] },
     {
       provide: QueueEngine,
-      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService) => new QueueEngine(ops, watches, sessions),
-      inject: [EtcdOps, EtcdWatches, SessionService],
+      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService, instrumentation: Instrumentation) =>
+        new QueueEngine(ops, watches, sessions, instrumentation),
+      inject: [EtcdOps, EtcdWatches, SessionService, INSTRUMENTATION],
     },
     ...SERVICES,
     CoordinationExplorer,

@@ -13,6 +13,10 @@ import { InvalidOptionsError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
 import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
+import type { LoggerService } from '@nestjs/common';
+import type { CoordinationLogLevel } from './observability/logger.js';
+import type { MeterProviderLike } from './observability/metrics.js';
+import { validateObservabilityOptions } from './observability/observability.options.js';
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -65,6 +69,25 @@ export interface CoordinationModuleOptions {
   fencingEpoch?: number;
   /** Make the module global (default true). */
   isGlobal?: boolean;
+  /**
+   * Where the library logs: a Nest `LoggerService` (e.g. your app's logger).
+   * Default: Nest's `Logger` with the context `Coordination`. Every line
+   * starts with `[identity=... namespace="..."]`.
+   */
+  logger?: LoggerService;
+  /**
+   * The least severe level logged: `'error' | 'warn' | 'log' | 'debug' | 'verbose'`,
+   * or `false` for nothing. Default `'verbose'` (everything; the logger's own levels still apply).
+   */
+  logLevel?: CoordinationLogLevel | false;
+  /**
+   * OpenTelemetry metrics (see README "Metrics and events"). Default: the
+   * global MeterProvider of `@opentelemetry/api`, if installed. `false`: none.
+   * `meterProvider`: use this provider instead of the global one.
+   * `names: false`: leave the lock/election name out of the attributes (for
+   * apps with many distinct, e.g. per-id, lock names).
+   */
+  metrics?: false | { meterProvider?: MeterProviderLike; names?: boolean };
 }
 
 /**
@@ -100,11 +123,15 @@ export interface ResolvedCoordinationOptions {
   requestTimeout: number;
   election: string | false;
   fencingEpoch: number;
+  logger?: LoggerService;
+  logLevel: CoordinationLogLevel | false;
+  metrics: false | { meterProvider?: MeterProviderLike; names?: boolean };
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
   'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
+  'logger', 'logLevel', 'metrics',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -246,5 +273,6 @@ export function resolveCoordinationOptions(
     requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
+    ...validateObservabilityOptions(input, fail),
   };
 }

@@ -1,13 +1,17 @@
-import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Instrumentation } from '../observability/instrumentation.js';
+import { INSTRUMENTATION } from '../observability/instrumentation.token.js';
 import { Messages } from '../coordination.messages.js';
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
+import { InvalidUsageError } from '../errors/coordination.errors.js';
 import {
   applicationBound,
   bindClass,
   scheduledGuardedMethods,
   bindInstance,
+  guardedMethodRefusals,
   hasDecoratedMethods,
   unbindClass,
   type CoordinationRuntime,
@@ -30,8 +34,11 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     private readonly discovery: DiscoveryService,
     locks: LockService,
     elections: ElectionService,
+    @Optional() @Inject(INSTRUMENTATION) instrumentation?: Instrumentation,
   ) {
-    this.runtime = { locks, elections, logger: new Logger('Coordination') };
+    this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger };
+    // Providers are created before any lifecycle hook: refusing here leaves no session behind.
+    refuseUnguardableMethods(discovery);
   }
 
   onModuleInit(): void {
@@ -62,4 +69,22 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     this.unbindApplication?.();
     for (const type of this.boundClasses.splice(0)) unbindClass(type, this.runtime);
   }
+}
+
+/**
+ * Fails bootstrap with `InvalidUsageError` when a decorated method cannot be
+ * guarded: a `@WithLock` method that is not async (see `methodKind` in
+ * method-wrapper.ts for the rule). Classes are checked by their prototype, so
+ * instances need not exist yet; objects made by factory providers do not
+ * exist yet and are checked at their first call instead.
+ */
+function refuseUnguardableMethods(discovery: DiscoveryService): void {
+  const problems: string[] = [];
+  for (const wrapper of [...discovery.getProviders(), ...discovery.getControllers()]) {
+    const { metatype, instance, inject } = wrapper;
+    const source = typeof metatype === 'function' && !inject ? metatype.prototype : instance;
+    if (!source || typeof source !== 'object' || !hasDecoratedMethods(source)) continue;
+    for (const problem of guardedMethodRefusals(source)) if (!problems.includes(problem)) problems.push(problem);
+  }
+  if (problems.length > 0) throw new InvalidUsageError(Messages.decoratedMethodsNotAsync(problems));
 }

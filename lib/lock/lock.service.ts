@@ -1,9 +1,11 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import { EtcdOps } from '../etcd/etcd-ops.js';
 import { SessionService } from '../session/session.service.js';
-import { Messages } from '../coordination.messages.js';
+import { Messages, OperateMessages } from '../coordination.messages.js';
+import { leaseHex, namePrefix, validateName } from '../etcd/keys.js';
+import { forceReleaseKey, type ForceReleaseOptions, type ForcedRelease } from './force-release.js';
 import { QueueEngine } from '../queue/queue.engine.js';
 import { QueueLockable, type KeyHolder, type Lockable, type OnLocked, type RunOptions } from '../queue/lockable.js';
 import type { AcquireOptions, QueueSpec } from '../queue/queue-spec.js';
@@ -11,7 +13,7 @@ import type { LockHandle } from './lock-handle.js';
 import { mutexSpec, readWriteSpec, semaphoreSpec, type LockSpecContext } from './lock-specs.js';
 import { QueueSemaphore, type Semaphore } from './semaphore.js';
 
-export type { OnLocked };
+export type { OnLocked, ForceReleaseOptions, ForcedRelease };
 /** Options of {@link LockService.withLock} (the same as every `run`). */
 export type WithLockOptions = RunOptions;
 /** Who holds a lock right now: the oldest key (same fields as `ElectionService.leader()`). */
@@ -39,6 +41,7 @@ export interface ReadWriteLock {
 export class LockService implements OnModuleDestroy {
   private readonly context: LockSpecContext;
   private uniqueSequence = 0;
+  private readonly logger = new Logger('Coordination');
 
   constructor(
     private readonly sessions: SessionService,
@@ -149,6 +152,34 @@ export class LockService implements OnModuleDestroy {
       .holds()
       .filter((hold) => hold.mode !== 'leader')
       .map(({ name, key, mode, fencingToken }) => ({ name, key, mode: mode as LockHandle['mode'], fencingToken }));
+  }
+
+  /**
+   * Operator's tool: deletes the current holder's key of the mutex `name`
+   * (whoever holds it, in any process, `etcdctl lock` included) so the next
+   * waiter gets the lock. The delete compares the key's create revision, so a
+   * newer holder is never deleted; pass `{ revision }` to delete only the
+   * holder you saw. A read/write lock or semaphore can have several holders:
+   * pass `{ key }` naming the one to delete (refused with InvalidUsageError
+   * otherwise). Returns what was deleted, or `null` when nothing was (nobody
+   * held it, or it changed hands meanwhile). Logs who did it (this
+   * instance's identity) at warn.
+   *
+   * A holder of this library is told first: a force-release marker is written
+   * on its key, its watch of held keys sees it, its signal aborts with
+   * HoldLostError and it deletes its key itself, so the next waiter cannot act
+   * before the holder was told. A holder that does not answer within
+   * `graceMs` (default 3000: dead, stopped, a Go or `etcdctl` holder) has its
+   * key deleted anyway. Read/write keys are deleted at once (a write would
+   * reorder Go peers). Fence what the lock protects all the same.
+   */
+  async forceRelease(name: string, options: ForceReleaseOptions = {}): Promise<ForcedRelease | null> {
+    validateName('lock', name);
+    const released = await forceReleaseKey(this.ops, name, namePrefix(this.context.namespace, name), { by: this.context.identity, ...options });
+    if (released) {
+      this.logger.warn(OperateMessages.forceReleased(this.context.identity, name, released.key, leaseHex(released.leaseId), released.revision, released.identity));
+    }
+    return released;
   }
 
   async onModuleDestroy(): Promise<void> {
