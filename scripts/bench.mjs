@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // `npm run bench`: dependencies -> etcd binaries -> compile into .cache/bench-build (never
 // touches build/ or dist/) -> node .cache/bench-build/bench/run.js, which starts its own etcd,
-// runs the six sections and writes docs/bench/{results.json,results.md,chart.svg} and the
+// bench/go, when Go can be installed), runs the seven sections and writes docs/bench/{results.json,results.md,chart.svg} and the
 // generated block of docs/bench/README.md.
 //
 // Usage:
-//   npm run bench                       full run (about 3-4 minutes on 2 cores)
+//   npm run bench                       full run (about 5-8 minutes on 2 busy cores)
 //   npm run bench -- --quick            small samples: a smoke run of the pipeline (not for quoting)
 //   npm run bench -- --no-build         reuse .cache/bench-build
 //   npm run bench -- --report-only      re-render docs/bench from docs/bench/results.json
