@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm run bench`: dependencies -> etcd binaries -> compile into .cache/bench-build (never
 // touches build/ or dist/) -> node .cache/bench-build/bench/run.js, which starts its own etcd,
-// bench/go, when Go can be installed), runs the seven sections and writes docs/bench/{results.json,results.md,chart.svg} and the
-// generated block of docs/bench/README.md.
+// builds the Go yardstick (bench/go, when scripts/ensure-go.sh can provide Go), runs the seven
+// sections and writes docs/bench/{results.json,results.md,chart.svg} and the generated block of
+// docs/bench/README.md.
 //
 // Usage:
 //   npm run bench                       full run (about 5-8 minutes on 2 busy cores)
