@@ -13,6 +13,7 @@ import { InvalidOptionsError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
 import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
+import { serializeMemberValue } from './membership/member-value.js';
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -65,6 +66,12 @@ export interface CoordinationModuleOptions {
   fencingEpoch?: number;
   /** Make the module global (default true). */
   isGlobal?: boolean;
+  /**
+   * A JSON value published in this application's member record (see
+   * `MembershipService`), e.g. `{ zone: 'eu-1', version: '1.4.2' }`. At most
+   * 64 KiB of JSON. Default `null`; change it at runtime with `setValue()`.
+   */
+  memberValue?: unknown;
 }
 
 /**
@@ -100,11 +107,12 @@ export interface ResolvedCoordinationOptions {
   requestTimeout: number;
   election: string | false;
   fencingEpoch: number;
+  memberValue: unknown;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
-  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
+  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal', 'memberValue',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -246,5 +254,17 @@ export function resolveCoordinationOptions(
     requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
+    memberValue: checkMemberValue(input.memberValue),
   };
+}
+
+/** The `memberValue` option: JSON-serialisable, at most 64 KiB (see MembershipService). */
+function checkMemberValue(value: unknown): unknown {
+  if (value === undefined) return null;
+  try {
+    serializeMemberValue(value);
+  } catch (err) {
+    fail('memberValue', (err as Error).message);
+  }
+  return value;
 }

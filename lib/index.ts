@@ -25,3 +25,9 @@ export { currentLock, currentLeadership } from './context/coordination.context.j
 export * from './errors/coordination.errors.js';
 export { WithLock, type WithLockDecoratorOptions } from './decorators/with-lock.decorator.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
+export { MembershipService, type MemberInfo } from './membership/membership.service.js';
+export { ShardService, type ShardGroupOptions } from './shards/shard.service.js';
+export { ShardGroup, type ShardOwner, type ShardGroupStats } from './shards/shard-group.js';
+export { currentShard, type ShardContext } from './shards/shard-context.js';
+export { shardOfKey } from './shards/shard-hash.js';
+export { ForEachOwnedShard, ShardOwned } from './shards/for-each-owned-shard.decorator.js';
