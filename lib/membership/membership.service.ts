@@ -31,6 +31,7 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
   private loop?: Promise<void>;
   private wake?: () => void;
   private readonly stopped = new AbortController();
+  private leaving?: Promise<void>;
   private readonly selfSubject = new BehaviorSubject<string | undefined>(undefined);
 
   constructor(
@@ -135,10 +136,27 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
     });
   }
 
+  /**
+   * Withdraws from the member list now (shutdown does it first, so the other
+   * members rebalance at once): stops re-registering and deletes our record.
+   * The record would go with the session lease anyway.
+   */
+  leave(): Promise<void> {
+    this.leaving ??= (async () => {
+      this.stopped.abort();
+      this.wake?.();
+      await this.loop;
+      const session = this.registered;
+      this.registered = undefined;
+      if (session && !session.endReason) {
+        const key = Buffer.concat([this.prefix, Buffer.from(session.leaseHex)]);
+        await this.ops.txn({ success: [{ request_delete_range: { key } }] }, 'withdraw this member');
+      }
+    })();
+    return this.leaving;
+  }
+
   async onModuleDestroy(): Promise<void> {
-    this.stopped.abort();
-    this.wake?.();
-    await this.loop;
-    // The record goes with the session lease, revoked by SessionService at shutdown.
+    await this.leave().catch(() => undefined);
   }
 }

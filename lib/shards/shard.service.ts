@@ -10,6 +10,7 @@ import { MembershipService } from '../membership/membership.service.js';
 import { InvalidUsageError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages, ShardMessages } from '../coordination.messages.js';
 import { ShardGroup } from './shard-group.js';
+import { registerShardService, shardServiceFor, type ShardServiceHandle } from './shard-registry.js';
 
 /** Options of {@link ShardService.group}. */
 export interface ShardGroupOptions {
@@ -20,16 +21,12 @@ export interface ShardGroupOptions {
 /** The largest shard count: the rule scores shards x members pairs on every membership change. */
 export const MAX_SHARDS = 16_384;
 
-/**
- * The decorators find the ShardService of a call's application through the
- * application's LockService, which the decorator runtime already resolves
- * (coordination.runtime.ts): one WeakMap instead of a second binding pass.
- */
-const byLockService = new WeakMap<LockService, ShardService>();
+/** How long shutdown lets running shard work finish before the engine ends every hold (its signal aborts then). */
+const SHUTDOWN_DRAIN_MS = 10_000;
 
 /** The ShardService of the application whose LockService is `locks` (internal, for the decorators). */
 export function shardServiceOf(locks: LockService): ShardService | undefined {
-  return byLockService.get(locks);
+  return shardServiceFor(locks) as ShardService | undefined;
 }
 
 /**
@@ -39,8 +36,9 @@ export function shardServiceOf(locks: LockService): ShardService | undefined {
  * owner's key is gone.
  */
 @Injectable()
-export class ShardService implements OnModuleDestroy {
+export class ShardService implements OnModuleDestroy, ShardServiceHandle {
   private readonly groups = new Map<string, ShardGroup>();
+  private leaving?: Promise<void>;
 
   constructor(
     private readonly sessions: SessionService,
@@ -50,7 +48,7 @@ export class ShardService implements OnModuleDestroy {
     locks: LockService,
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
   ) {
-    byLockService.set(locks, this);
+    registerShardService(locks, this);
   }
 
   /**
@@ -96,8 +94,28 @@ export class ShardService implements OnModuleDestroy {
     this.groups.delete(name);
   }
 
-  async onModuleDestroy(): Promise<void> {
-    await Promise.allSettled([...this.groups.values()].map((group) => group.close()));
-    this.groups.clear();
+  /**
+   * Graceful leave (called by LockService at shutdown, before the engine
+   * ends every hold): our member record goes first, so the other members
+   * queue for our shards at once; then every group lets its running work
+   * finish (at most 10 s) and releases its shards, which the next owners
+   * take within a round trip.
+   */
+  leaveForShutdown(): Promise<void> {
+    this.leaving ??= (async () => {
+      await this.membership.leave().catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.groups.values()].map((group) => group.close())),
+        new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_DRAIN_MS))),
+      ]);
+      clearTimeout(timer);
+      this.groups.clear();
+    })();
+    return this.leaving;
+  }
+
+  onModuleDestroy(): Promise<void> {
+    return this.leaveForShutdown();
   }
 }
