@@ -60,7 +60,7 @@ async function settledOwners(client: Etcd3, ns: string, shards: number, members:
 export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
   const members = ctx.quick ? 20 : 100;
   const shards = 1024;
-  const ttl = 3;
+  const ttl = 5;
   const ns = `bench-shards-${process.pid}/`;
   const client = new Etcd3({ hosts: ctx.etcd.endpoint });
   const hosts: NodeProcess[] = [];

@@ -1,5 +1,5 @@
 import { InvalidUsageError } from '../errors/coordination.errors.js';
-import { ShardMessages } from '../coordination.messages.js';
+import { Messages, ShardMessages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { describeTarget, isAsyncFunction, replaceMethod } from '../decorators/method-wrapper.js';
 import { markDecorated, resolveRuntime } from '../decorators/coordination.runtime.js';
@@ -28,7 +28,7 @@ export function ForEachOwnedShard(group: string) {
   validateName('shard group', group);
   return <T extends (...args: any[]) => unknown>(target: object, propertyKey: string | symbol, descriptor: TypedPropertyDescriptor<T>): TypedPropertyDescriptor<T> => {
     const where = describeTarget(target, propertyKey);
-    if (typeof descriptor?.value !== 'function') throw new InvalidUsageError(`ForEachOwnedShard can only decorate a method (${where})`);
+    if (typeof descriptor?.value !== 'function') throw new InvalidUsageError(Messages.notAMethod('ForEachOwnedShard', where));
     markDecorated(target);
     return replaceMethod(descriptor, (original) =>
       async function forEachOwnedShardWrapper(this: unknown, ...args: unknown[]) {
@@ -65,7 +65,7 @@ export function ShardOwned<A extends unknown[]>(group: string, keyOf: (...args: 
   return <T extends (...args: A) => unknown>(target: object, propertyKey: string | symbol, descriptor: TypedPropertyDescriptor<T>): TypedPropertyDescriptor<T> => {
     const where = describeTarget(target, propertyKey);
     if (typeof keyOf !== 'function') throw new InvalidUsageError(ShardMessages.keyOfNotFunction(where));
-    if (typeof descriptor?.value !== 'function') throw new InvalidUsageError(`ShardOwned can only decorate a method (${where})`);
+    if (typeof descriptor?.value !== 'function') throw new InvalidUsageError(Messages.notAMethod('ShardOwned', where));
     const isAsync = isAsyncFunction(descriptor.value);
     markDecorated(target);
     return replaceMethod(descriptor, (original) =>
