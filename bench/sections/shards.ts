@@ -11,7 +11,7 @@ import { counterDelta, etcdCounters, type EtcdCounters } from '../metrics.js';
 import { round } from '../stats.js';
 
 export interface ShardPhase {
-  /** ms from the event (last member ready / close sent / SIGKILL) to settled, as polled from outside. */
+  /** ms from the event (group opened by every member / close sent / SIGKILL) to settled, as polled from outside. */
   settleMs: number;
   /** Shards whose owner changed. */
   moved: number;
@@ -37,23 +37,26 @@ export interface ShardsResult {
 
 const GROUP = 'bench';
 
-/** Owner (lease hex) per shard when settled, else undefined. Two reads. */
+let lastProblem = '';
+
+/** Owner (lease hex) per shard when settled, else undefined (the reason in lastProblem). Two reads. */
 async function settledOwners(client: Etcd3, ns: string, shards: number, members: number): Promise<string[] | undefined> {
   const memberPrefix = `${ns}_coordination:members/`;
   const ids = (await client.getAll().prefix(memberPrefix).keys()).map((k) => k.slice(memberPrefix.length));
-  if (ids.length !== members) return undefined;
+  if (ids.length !== members) return void (lastProblem = `${ids.length} members of ${members}`);
   const shardPrefix = `${ns}_coordination:shards:${GROUP}:`;
   const keys = await client.getAll().prefix(shardPrefix).keys();
-  if (keys.length !== shards) return undefined;
+  if (keys.length !== shards) return void (lastProblem = `${keys.length} shard keys for ${shards} shards`);
   const owners = new Array<string>(shards);
   for (const key of keys) {
     const [shard, lease] = key.slice(shardPrefix.length).split('/');
-    if (owners[Number(shard)] !== undefined) return undefined;
+    if (owners[Number(shard)] !== undefined) return void (lastProblem = `shard ${shard} has two keys`);
     owners[Number(shard)] = lease!;
   }
   const sorted = [...ids].sort();
   const rule = assignShards(GROUP, shards, ids);
-  for (let s = 0; s < shards; s++) if (owners[s] !== sorted[rule[s]!]) return undefined;
+  const wrong = owners.filter((o, s) => o !== sorted[rule[s]!]).length;
+  if (wrong > 0) return void (lastProblem = `${wrong} shards not (yet) with the member the rule assigns`);
   return owners;
 }
 
@@ -71,8 +74,16 @@ export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
       polls++;
       const owners = await settledOwners(client, ns, shards, expected);
       if (owners) return owners;
-      if (Date.now() > deadline) throw new Error(`shards not settled over ${expected} members within ${timeoutMs} ms`);
+      if (Date.now() > deadline) throw new Error(`shards not settled over ${expected} members within ${timeoutMs} ms (last seen: ${lastProblem})`);
       await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const waitMembers = async (expected: number, timeoutMs: number) => {
+    const prefix = `${ns}_coordination:members/`;
+    const deadline = Date.now() + timeoutMs;
+    while ((await client.getAll().prefix(prefix).keys()).length !== expected) {
+      if (Date.now() > deadline) throw new Error(`${expected} members not registered within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
     }
   };
   const phase = async (before: EtcdCounters, pollsBefore: number, settleMs: number, moved: number): Promise<ShardPhase> => {
@@ -106,13 +117,17 @@ export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
     const starting = [0, 1, 2].map((k) => spawnHost(k * per, Math.min(per, bulk - k * per)));
     const victim = spawnHost(bulk, 1);
     await Promise.all([...starting, victim].map((h) => h.waitForMessage('ready', 300_000)));
+    await waitMembers(members, 120_000);
+    before = await etcdCounters(ctx.etcd.clientUrl);
+    pollsBefore = polls;
     const readyAt = Date.now();
+    for (const host of [...starting, victim]) host.send({ type: 'open' });
     let owners = await waitSettled(members, 120_000);
     const start = { ...(await phase(before, pollsBefore, Date.now() - readyAt, shards)), fromFirstStartMs: Date.now() - startedAt };
     const counts = new Map<string, number>();
     for (const o of owners) counts.set(o, (counts.get(o) ?? 0) + 1);
     const maxPerMember = Math.max(...counts.values());
-    ctx.log(`start: settled ${start.settleMs} ms after the last member was up (${start.fromFirstStartMs} ms from the first); max ${maxPerMember} shards per member`);
+    ctx.log(`start: settled ${start.settleMs} ms after every member opened the group (${start.fromFirstStartMs} ms from the first process start); max ${maxPerMember} shards per member`);
 
     before = await etcdCounters(ctx.etcd.clientUrl);
     pollsBefore = polls;

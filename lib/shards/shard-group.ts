@@ -14,6 +14,11 @@ import { shardOfKey } from './shard-hash.js';
 import { shardQueueName, shardSpec } from './shard-spec.js';
 import { runWithShard, type ShardContext } from './shard-context.js';
 import type { ShardGroupStats, ShardOwner } from './shard.types.js';
+import { Slots } from './slots.js';
+
+/** Acquires (claims, and waits for shards still held elsewhere) in flight per group, and key deletions. */
+const MAX_ACQUIRES = 64;
+const MAX_CONCURRENT_RELEASES = 64;
 
 export type { ShardGroupStats, ShardOwner };
 
@@ -47,6 +52,7 @@ export class ShardGroup {
   private readonly pending = new Map<number, AbortController>();
   /** Acquires in flight (close waits for them, so no key of ours is left behind). */
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly releases = new Slots(MAX_CONCURRENT_RELEASES);
   private desired = new Set<number>();
   private members: readonly MemberInfo[] = [];
   private readonly ownedSubject = new BehaviorSubject<ReadonlySet<number>>(new Set());
@@ -189,14 +195,20 @@ export class ShardGroup {
     this.desired = me !== undefined && ids.includes(me) ? shardsAssignedTo(this.name, this.shards, ids, me) : new Set();
     for (const [shard, controller] of this.pending) if (!this.desired.has(shard)) controller.abort();
     for (const [shard, entry] of this.owned) if (!this.desired.has(shard) && !entry.releasing) void this.handOn(shard, entry);
-    for (const shard of this.desired) if (!this.owned.has(shard) && !this.pending.has(shard)) this.take(shard);
+    for (const shard of this.desired) {
+      if (this.pending.size >= MAX_ACQUIRES) break; // the rest when one of these settles
+      if (!this.owned.has(shard) && !this.pending.has(shard)) this.take(shard);
+    }
   }
 
   private take(shard: number): void {
     const controller = new AbortController();
     this.pending.set(shard, controller);
     const spec = shardSpec(this.deps.namespace, this.deps.identity, this.name, shard);
-    const done = this.deps.engine.acquire(spec, { signal: controller.signal }).then(
+    const acquiring = this.deps.engine.acquire(spec, { signal: controller.signal });
+    // Whichever way it ends, a slot is free again: take the next shard we are missing.
+    void acquiring.then(() => this.scheduleReconcile(0), () => this.scheduleReconcile(0));
+    const done = acquiring.then(
       (hold) => {
         if (this.pending.get(shard) === controller) this.pending.delete(shard);
         const h = hold as Hold;
@@ -242,7 +254,7 @@ export class ShardGroup {
     this.publish();
     if (entry.running > 0) await new Promise<void>((resolve) => (entry.drained = resolve));
     try {
-      await entry.hold.release();
+      await this.releases.run(() => entry.hold.release());
       this.stats.released++;
     } catch {
       // The key goes with the lease at the latest; the hold's signal has aborted either way.
