@@ -11,7 +11,7 @@ import type { NodeProcess } from './harness/processes.js';
 import { delay, eventually, rawClient, uniqueNamespace } from './support/apps.js';
 import { assertNoStrays, leaseSet } from './support/faults-observer.js';
 import { spawnWorker } from './support/workers.js';
-import { assignShards } from '../lib/shards/assignment.js';
+import { assignShards, ruleIds, type RuleMember } from '../lib/shards/assignment.js';
 
 const TTL = 2;
 const SHARDS = 64;
@@ -31,10 +31,14 @@ async function readEtcd(client: Etcd3, ns: string) {
   for (const list of keys.values()) list.sort((a, b) => (a.rev < b.rev ? -1 : 1));
   const memberPrefix = `${ns}_coordination:members/`;
   const members = new Map<string, string>();
-  for (const [key, value] of Object.entries(await client.getAll().prefix(memberPrefix).strings())) {
-    members.set(key.slice(memberPrefix.length), (JSON.parse(value) as { identity: string }).identity);
+  const records: RuleMember[] = [];
+  for (const kv of (await client.getAll().prefix(memberPrefix).exec()).kvs) {
+    const id = kv.key.toString().slice(memberPrefix.length);
+    const identity = (JSON.parse(kv.value.toString()) as { identity: string }).identity;
+    members.set(id, identity);
+    records.push({ id, identity, revision: BigInt(kv.create_revision) });
   }
-  return { keys, members };
+  return { keys, members, ruleIds: ruleIds(records) };
 }
 
 /** The last owned set a worker reported. */
@@ -46,18 +50,17 @@ function lastOwned(worker: NodeProcess): { shards: number[]; self: string | null
 /**
  * Settled: every shard has exactly one key, held by a live member; the owners are exactly what
  * the rule assigns for the live members; each live worker reports exactly its shards in etcd.
- * Returns the owner (lease hex) per shard.
+ * Returns the owner (rule id: the identity) per shard.
  */
 async function settled(client: Etcd3, ns: string, live: NodeProcess[]): Promise<string[] | undefined> {
-  const { keys, members } = await readEtcd(client, ns);
+  const { keys, members, ruleIds: ids } = await readEtcd(client, ns);
   if (members.size !== live.length) return undefined;
-  const ids = [...members.keys()];
-  const rule = assignShards(GROUP, SHARDS, ids);
-  const sorted = [...ids].sort();
+  const rule = assignShards(GROUP, SHARDS, [...ids.values()]);
+  const sorted = [...ids.values()].sort();
   const owners: string[] = [];
   for (let s = 0; s < SHARDS; s++) {
     const list = keys.get(s);
-    if (!list || list.length !== 1 || list[0]!.lease !== sorted[rule[s]!]) return undefined;
+    if (!list || list.length !== 1 || ids.get(list[0]!.lease) !== sorted[rule[s]!]) return undefined;
     owners.push(list[0]!.lease);
   }
   for (const worker of live) {
@@ -66,7 +69,8 @@ async function settled(client: Etcd3, ns: string, live: NodeProcess[]): Promise<
     const inEtcd = owners.flatMap((o, s) => (o === owned.self ? [s] : []));
     if (JSON.stringify(inEtcd) !== JSON.stringify(owned.shards)) return undefined;
   }
-  return owners;
+  // By rule id (the identity), so a member that renewed its session counts as the same owner.
+  return owners.map((lease) => ids.get(lease)!);
 }
 
 async function waitSettled(client: Etcd3, ns: string, live: NodeProcess[], timeoutMs: number, what: string): Promise<{ owners: string[]; ms: number }> {

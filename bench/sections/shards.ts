@@ -5,7 +5,7 @@
 // metrics count the requests and watch events of each phase.
 import { Etcd3 } from 'etcd3';
 import { spawnNodeScript, type NodeProcess } from '../../test/harness/processes.js';
-import { assignShards } from '../../lib/shards/assignment.js';
+import { assignShards, ruleIds } from '../../lib/shards/assignment.js';
 import type { BenchContext } from '../context.js';
 import { counterDelta, etcdCounters, type EtcdCounters } from '../metrics.js';
 import { round } from '../stats.js';
@@ -39,10 +39,16 @@ const GROUP = 'bench';
 
 let lastProblem = '';
 
-/** Owner (lease hex) per shard when settled, else undefined (the reason in lastProblem). Two reads. */
+/** Owner (rule id: the identity) per shard when settled, else undefined (the reason in lastProblem). Two reads. */
 async function settledOwners(client: Etcd3, ns: string, shards: number, members: number): Promise<string[] | undefined> {
   const memberPrefix = `${ns}_coordination:members/`;
-  const ids = (await client.getAll().prefix(memberPrefix).keys()).map((k) => k.slice(memberPrefix.length));
+  const records = (await client.getAll().prefix(memberPrefix).exec()).kvs.map((kv) => ({
+    id: kv.key.toString().slice(memberPrefix.length),
+    identity: (JSON.parse(kv.value.toString()) as { identity: string }).identity,
+    revision: BigInt(kv.create_revision),
+  }));
+  const byLease = ruleIds(records);
+  const ids = [...byLease.values()];
   if (ids.length !== members) return void (lastProblem = `${ids.length} members of ${members}`);
   const shardPrefix = `${ns}_coordination:shards:${GROUP}:`;
   const keys = await client.getAll().prefix(shardPrefix).keys();
@@ -55,9 +61,10 @@ async function settledOwners(client: Etcd3, ns: string, shards: number, members:
   }
   const sorted = [...ids].sort();
   const rule = assignShards(GROUP, shards, ids);
-  const wrong = owners.filter((o, s) => o !== sorted[rule[s]!]).length;
+  const wrong = owners.filter((o, s) => byLease.get(o) !== sorted[rule[s]!]).length;
   if (wrong > 0) return void (lastProblem = `${wrong} shards not (yet) with the member the rule assigns`);
-  return owners;
+  // By rule id (identity): a member that renewed its session still owns "the same" shards.
+  return owners.map((o) => byLease.get(o)!);
 }
 
 export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {

@@ -99,3 +99,31 @@ export function shardsAssignedTo(group: string, shards: number, memberIds: reado
   });
   return mine;
 }
+
+/** What the rule needs of a member record (a subset of `MemberInfo`). */
+export interface RuleMember {
+  /** Lease hex of the member's session. */
+  readonly id: string;
+  readonly identity: string;
+  /** Create revision of the member record. */
+  readonly revision: bigint;
+}
+
+/**
+ * The id each member has in the rule, by lease hex: its identity, so a
+ * member that renews its session (a new lease) keeps its shards' assignment.
+ * When two live records share an identity (a renewed session whose old
+ * record has not expired yet, or two instances configured alike), the newest
+ * keeps the identity and the others become `identity#leaseHex`: every member
+ * still gets its own share, and every member computes the same ids.
+ */
+export function ruleIds(members: readonly RuleMember[]): Map<string, string> {
+  const newest = new Map<string, RuleMember>();
+  for (const member of members) {
+    const seen = newest.get(member.identity);
+    if (!seen || member.revision > seen.revision) newest.set(member.identity, member);
+  }
+  const ids = new Map<string, string>();
+  for (const member of members) ids.set(member.id, newest.get(member.identity) === member ? member.identity : `${member.identity}#${member.id}`);
+  return ids;
+}

@@ -9,7 +9,7 @@ import type { MemberInfo } from '../membership/member-list.js';
 import { InvalidUsageError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages, ShardMessages } from '../coordination.messages.js';
 import { backoffDelay } from '../util/abort.js';
-import { shardsAssignedTo } from './assignment.js';
+import { ruleIds, shardsAssignedTo } from './assignment.js';
 import { shardOfKey } from './shard-hash.js';
 import { shardQueueName, shardSpec } from './shard-spec.js';
 import { runWithShard, type ShardContext } from './shard-context.js';
@@ -190,9 +190,10 @@ export class ShardGroup {
 
   private reconcile(): void {
     if (this.closing || this.deps.shutdown.aborted) return;
-    const me = this.deps.membership.selfId;
-    const ids = this.members.map((m) => m.id);
-    this.desired = me !== undefined && ids.includes(me) ? shardsAssignedTo(this.name, this.shards, ids, me) : new Set();
+    const self = this.deps.membership.selfId;
+    const ids = ruleIds(this.members);
+    const me = self === undefined ? undefined : ids.get(self);
+    this.desired = me !== undefined ? shardsAssignedTo(this.name, this.shards, [...ids.values()], me) : new Set();
     for (const [shard, controller] of this.pending) if (!this.desired.has(shard)) controller.abort();
     for (const [shard, entry] of this.owned) if (!this.desired.has(shard) && !entry.releasing) void this.handOn(shard, entry);
     for (const shard of this.desired) {

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { fnv1a64BigInt, shardOfKey } from '../../lib/shards/shard-hash.js';
-import { assignShards, shardsAssignedTo } from '../../lib/shards/assignment.js';
+import { assignShards, ruleIds, shardsAssignedTo } from '../../lib/shards/assignment.js';
 
 /** The reference FNV-1a 64 in BigInt, straight from the definition. */
 function referenceFnv(text: string): bigint {
@@ -96,5 +96,22 @@ describe('assignment rule (rendezvous with bounded loads)', () => {
     assignShards('bench', 1024, ids(100));
     // Not a speed assertion: a sanity bound far above the measured ~20 ms, against accidental O(n^3).
     assert.ok(performance.now() - start < 5_000);
+  });
+});
+
+describe('rule ids (identity, stable across a session renewal)', () => {
+  it('uses the identity; of two records with one identity the newest keeps it', () => {
+    const ids = ruleIds([
+      { id: 'a1', identity: 'a', revision: 5n },
+      { id: 'b1', identity: 'b', revision: 6n },
+      { id: 'a2', identity: 'a', revision: 9n },
+    ]);
+    assert.deepEqual([...ids], [['a1', 'a#a1'], ['b1', 'b'], ['a2', 'a']]);
+  });
+
+  it('a member that renews its session keeps its shards once the old record is gone', () => {
+    const before = assignShards('tenants', 64, [...ruleIds([{ id: 'x1', identity: 'x', revision: 1n }, { id: 'y1', identity: 'y', revision: 2n }]).values()]);
+    const after = assignShards('tenants', 64, [...ruleIds([{ id: 'y1', identity: 'y', revision: 2n }, { id: 'x2', identity: 'x', revision: 7n }]).values()]);
+    assert.deepEqual([...after], [...before]);
   });
 });
