@@ -49,7 +49,10 @@ async function settledOwners(client: Etcd3, ns: string, shards: number, members:
   }));
   const byLease = ruleIds(records);
   const ids = [...byLease.values()];
-  if (ids.length !== members) return void (lastProblem = `${ids.length} members of ${members}`);
+  if (ids.length !== members) {
+    const extra = records.filter((r) => records.some((o) => o !== r && o.identity === r.identity)).map((r) => r.identity);
+    return void (lastProblem = `${ids.length} members of ${members} (member-0 ${records.some((r) => r.identity === 'member-0') ? 'still listed' : 'gone'}; duplicates: ${extra.join(',') || 'none'})`);
+  }
   const shardPrefix = `${ns}_coordination:shards:${GROUP}:`;
   const keys = await client.getAll().prefix(shardPrefix).keys();
   if (keys.length !== shards) return void (lastProblem = `${keys.length} shard keys for ${shards} shards`);

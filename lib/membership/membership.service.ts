@@ -118,6 +118,8 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
         session.signal.addEventListener('abort', done, { once: true });
         stop.addEventListener('abort', done, { once: true });
         this.wake = done;
+        // leave() may have run while the put was in flight: its wake-up is already spent.
+        if (session.signal.aborted || stop.aborted) done();
       });
       this.selfSubject.next(undefined);
     }
