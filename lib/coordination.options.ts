@@ -72,6 +72,12 @@ export interface CoordinationModuleOptions {
    * 64 KiB of JSON. Default `null`; change it at runtime with `setValue()`.
    */
   memberValue?: unknown;
+  /**
+   * Register this application in the member list (`MembershipService`) at
+   * bootstrap. Default: only when `memberValue` is set; otherwise an
+   * application joins when it opens a shard group or calls `join()`.
+   */
+  membership?: boolean;
 }
 
 /**
@@ -108,11 +114,12 @@ export interface ResolvedCoordinationOptions {
   election: string | false;
   fencingEpoch: number;
   memberValue: unknown;
+  membership: boolean;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
-  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal', 'memberValue',
+  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal', 'memberValue', 'membership',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -255,6 +262,7 @@ export function resolveCoordinationOptions(
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
     memberValue: checkMemberValue(input.memberValue),
+    membership: checkMembership(input.membership, input.memberValue !== undefined),
   };
 }
 
@@ -266,5 +274,11 @@ function checkMemberValue(value: unknown): unknown {
   } catch (err) {
     fail('memberValue', (err as Error).message);
   }
+  return value;
+}
+
+function checkMembership(value: unknown, hasValue: boolean): boolean {
+  if (value === undefined) return hasValue;
+  if (typeof value !== 'boolean') fail('membership', ModuleMessages.isGlobalNotBoolean(value));
   return value;
 }

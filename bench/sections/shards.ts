@@ -38,10 +38,13 @@ export interface ShardsResult {
 const GROUP = 'bench';
 
 let lastProblem = '';
+/** Range requests the observer sent (subtracted from etcd's counts). */
+let observerReads = 0;
 
 /** Owner (rule id: the identity) per shard when settled, else undefined (the reason in lastProblem). Two reads. */
 async function settledOwners(client: Etcd3, ns: string, shards: number, members: number): Promise<string[] | undefined> {
   const memberPrefix = `${ns}_coordination:members/`;
+  observerReads++;
   const records = (await client.getAll().prefix(memberPrefix).exec()).kvs.map((kv) => ({
     id: kv.key.toString().slice(memberPrefix.length),
     identity: (JSON.parse(kv.value.toString()) as { identity: string }).identity,
@@ -54,6 +57,7 @@ async function settledOwners(client: Etcd3, ns: string, shards: number, members:
     return void (lastProblem = `${ids.length} members of ${members} (member-0 ${records.some((r) => r.identity === 'member-0') ? 'still listed' : 'gone'}; duplicates: ${extra.join(',') || 'none'})`);
   }
   const shardPrefix = `${ns}_coordination:shards:${GROUP}:`;
+  observerReads++;
   const keys = await client.getAll().prefix(shardPrefix).keys();
   if (keys.length !== shards) return void (lastProblem = `${keys.length} shard keys for ${shards} shards`);
   const owners = new Array<string>(shards);
@@ -91,15 +95,15 @@ export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
   const waitMembers = async (expected: number, timeoutMs: number) => {
     const prefix = `${ns}_coordination:members/`;
     const deadline = Date.now() + timeoutMs;
-    while ((await client.getAll().prefix(prefix).keys()).length !== expected) {
+    while ((observerReads++, (await client.getAll().prefix(prefix).keys()).length) !== expected) {
       if (Date.now() > deadline) throw new Error(`${expected} members not registered within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
     }
   };
   const phase = async (before: EtcdCounters, pollsBefore: number, settleMs: number, moved: number): Promise<ShardPhase> => {
     const delta = counterDelta(before, await etcdCounters(ctx.etcd.clientUrl));
-    // Each poll is up to two Range requests of the observer; subtract them.
-    const etcdRequests = Math.max(0, delta.unaryTotal - 2 * (polls - pollsBefore));
+    // The observer's own reads (and the one of etcdCounters' metrics scrape is HTTP, not gRPC).
+    const etcdRequests = delta.unaryTotal - (observerReads - pollsBefore);
     return {
       settleMs: round(settleMs, 0),
       moved,
@@ -122,14 +126,14 @@ export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
     const bulk = members - 1;
     const per = Math.ceil(bulk / 3);
     let before = await etcdCounters(ctx.etcd.clientUrl);
-    let pollsBefore = polls;
+    let pollsBefore = observerReads;
     const startedAt = Date.now();
     const starting = [0, 1, 2].map((k) => spawnHost(k * per, Math.min(per, bulk - k * per)));
     const victim = spawnHost(bulk, 1);
     await Promise.all([...starting, victim].map((h) => h.waitForMessage('ready', 300_000)));
     await waitMembers(members, 120_000);
     before = await etcdCounters(ctx.etcd.clientUrl);
-    pollsBefore = polls;
+    pollsBefore = observerReads;
     const readyAt = Date.now();
     for (const host of [...starting, victim]) host.send({ type: 'open' });
     let owners = await waitSettled(members, 120_000);
@@ -140,7 +144,7 @@ export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
     ctx.log(`start: settled ${start.settleMs} ms after every member opened the group (${start.fromFirstStartMs} ms from the first process start); max ${maxPerMember} shards per member`);
 
     before = await etcdCounters(ctx.etcd.clientUrl);
-    pollsBefore = polls;
+    pollsBefore = observerReads;
     const leaveAt = Date.now();
     starting[0]!.send({ type: 'close', index: 0 });
     let next = await waitSettled(members - 1, 60_000);
@@ -150,7 +154,7 @@ export async function shardsSection(ctx: BenchContext): Promise<ShardsResult> {
     owners = next;
 
     before = await etcdCounters(ctx.etcd.clientUrl);
-    pollsBefore = polls;
+    pollsBefore = observerReads;
     const killAt = Date.now();
     await victim.kill('SIGKILL');
     next = await waitSettled(members - 2, (ttl + 30) * 1000);

@@ -14,7 +14,8 @@ import { MemberList, type MemberInfo, type MemberRecord } from './member-list.js
 export type { MemberInfo };
 
 /**
- * Live membership: every application registers itself at bootstrap under
+ * Live membership: an application registers itself (at bootstrap with the
+ * `membership` or `memberValue` option, or when it opens a shard group) under
  * `<namespace>_coordination:members/<lease hex>` on its session lease (JSON
  * `{ identity, value, joinedAt }`), and again on every new session, so a
  * member disappears when its lease ends (shutdown revokes it; a crash lets it
@@ -32,6 +33,7 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
   private wake?: () => void;
   private readonly stopped = new AbortController();
   private leaving?: Promise<void>;
+  private joined?: Promise<void>;
   private readonly selfSubject = new BehaviorSubject<string | undefined>(undefined);
 
   constructor(
@@ -127,15 +129,26 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
     this.selfSubject.complete();
   }
 
-  async onModuleInit(): Promise<void> {
-    // Bootstrap waits for the first registration, so members() includes us once the app is up.
-    await new Promise<void>((resolve) => {
+  /**
+   * Registers this application in the member list (idempotent) and resolves
+   * once it is listed. Done at bootstrap with the `membership` or
+   * `memberValue` option, and by `ShardService.group()`.
+   */
+  join(): Promise<void> {
+    if (this.stopped.signal.aborted || this.sessions.shutdownSignal.aborted) return Promise.resolve();
+    this.joined ??= new Promise<void>((resolve) => {
       let settled = false;
       this.loop = this.registerLoop(() => {
         if (!settled) resolve();
         settled = true;
       });
     });
+    return this.joined;
+  }
+
+  async onModuleInit(): Promise<void> {
+    // Bootstrap waits for the first registration, so members() includes us once the app is up.
+    if (this.options.membership) await this.join();
   }
 
   /**

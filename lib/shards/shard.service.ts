@@ -78,6 +78,8 @@ export class ShardService implements OnModuleDestroy, ShardServiceHandle {
       shutdown: this.sessions.shutdownSignal,
     });
     this.groups.set(name, group);
+    // A member of a group must be in the member list: the rule assigns shards over it.
+    void this.membership.join();
     return group;
   }
 
