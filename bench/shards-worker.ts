@@ -16,7 +16,7 @@ const shards = Number(shardsArg);
 const apps = new Map<number, INestApplicationContext>();
 
 for (let i = first; i < first + count; i++) {
-  const app = await createBenchApp({ hosts: endpoint!, namespace, identity: `member-${i}`, sessionTtl: Number(ttlArg), election: false, connectTimeout: 60_000, requestTimeout: 10_000 });
+  const app = await createBenchApp({ hosts: endpoint!, namespace, identity: `member-${i}`, sessionTtl: Number(ttlArg), election: false, membership: true, connectTimeout: 60_000, requestTimeout: 10_000 });
   apps.set(i, app);
 }
 emit({ type: 'ready' });
