@@ -18,6 +18,7 @@ import { herd } from './sections/herd.js';
 import { scale } from './sections/scale.js';
 import { failover } from './sections/failover.js';
 import { leaderOnly } from './sections/leader-only.js';
+import { shardsSection } from './sections/shards.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -40,7 +41,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = flag('--quick') || process.env.BENCH_QUICK === '1';
-  const wanted = new Set((process.env.BENCH_SECTIONS ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()));
+  const wanted = new Set((process.env.BENCH_SECTIONS ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim()));
   const dataKind = process.env.BENCH_ETCD_DATA ?? (existsSync('/dev/shm') ? 'tmpfs' : 'disk');
   if (dataKind !== 'tmpfs' && dataKind !== 'disk') throw new Error(`BENCH_ETCD_DATA must be tmpfs or disk, got ${dataKind}`);
   // The harness puts etcd's data dir under os.tmpdir(), which follows TMPDIR.
@@ -76,7 +77,7 @@ async function main(): Promise<number> {
       if (!wanted.has(id)) return undefined;
       const t0 = nowNs();
       const load = os.loadavg()[0]!;
-      log(`[${id}/6] ${title} (load ${load.toFixed(2)})`);
+      log(`[${id}/7] ${title} (load ${load.toFixed(2)})`);
       try {
         const value = await run();
         const seconds = msBetween(t0, nowNs()) / 1000;
@@ -108,6 +109,8 @@ async function main(): Promise<number> {
     if (s5) results.sections.failover = s5;
     const s6 = await section('6', '@LeaderOnly overhead per call', () => leaderOnly(sub('')));
     if (s6) results.sections.leaderOnly = s6;
+    const s7 = await section('7', 'shards: 100 members x 1,024 shards', () => shardsSection(sub('')));
+    if (s7) results.sections.shards = s7;
   } finally {
     await etcd?.stop();
     if (tmpParent) rmSync(tmpParent, { recursive: true, force: true });
