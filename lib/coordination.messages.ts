@@ -30,7 +30,7 @@ export const Messages = {
   handoverNoSuchCandidate: (election: string, to: string) =>
     `Cannot hand over election "${election}" to ${JSON.stringify(to)}: no waiting candidate has that value (leadership was kept)`,
   handoverForeignCandidate: (election: string, to: string, key: string) =>
-    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not of this library (a Go or etcdctl candidate cannot be asked to step aside safely); leadership was kept`,
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not known to be of this library (no member record on its lease: a Go or etcdctl candidate, which cannot be asked to step aside safely, or an application without the membership option); leadership was kept`,
   handoverRaced: (election: string) => `Cannot hand over election "${election}": the queue changed meanwhile (leadership was kept; try again)`,
   resigned: (election: string) => `Resigned from election "${election}"`,
   electionDisabled: () =>
