@@ -8,6 +8,7 @@ import type { ContendedResult } from './sections/contended.js';
 import type { FailoverResult } from './sections/failover.js';
 import type { HerdResult, HerdRun } from './sections/herd.js';
 import type { LeaderOnlyResult } from './sections/leader-only.js';
+import type { ShardsResult } from './sections/shards.js';
 import type { ScaleResult } from './sections/scale.js';
 import type { UncontendedResult } from './sections/uncontended.js';
 import type { ProfileResult } from './sections/profile.js';
@@ -36,6 +37,7 @@ export interface BenchResults {
     failover?: FailoverResult;
     leaderOnly?: LeaderOnlyResult;
     profile?: ProfileResult;
+    shards?: ShardsResult;
   };
   /** Section id -> error, for sections that failed. */
   errors: Record<string, string>;
@@ -223,6 +225,16 @@ export function renderMarkdown(r: BenchResults): string {
       '', `Method: ${l.method}`, '');
   }
   out.push(...renderIssue16Markdown(r));
+  if (s.shards) {
+    const h = s.shards;
+    out.push(`## 8. Shards: ${h.members} members x ${h.shards} shards`, '',
+      row(['Phase', 'settled (ms)', 'shards moved', 'etcd requests', 'requests / move', 'watch events', 'watch events / move']),
+      row(['---', '---:', '---:', '---:', '---:', '---:', '---:']),
+      ...([['start (every member opens the group at once)', h.start], ['graceful leave (app close)', h.gracefulLeave], [`crash (SIGKILL, TTL ${h.ttlSeconds} s)`, h.crash]] as const).map(([label, p]) =>
+        row([label, fmt(p.settleMs, 0), String(p.moved), String(p.etcdRequests), fmt(p.requestsPerMove, 2), String(p.watchEvents), fmt(p.watchEventsPerMove, 2)])),
+      '', `Start took ${fmt(h.start.fromFirstStartMs, 0)} ms from the first process start (apps boot one by one); at most ${h.maxPerMember} shards per member once settled (bound ceil(N/M)+1 = ${Math.ceil(h.shards / h.members) + 1}).`,
+      '', `Method: ${h.method}`, '');
+  }
   return `${out.join('\n')}\n`;
 }
 

@@ -20,6 +20,7 @@ import { scale } from './sections/scale.js';
 import { failover } from './sections/failover.js';
 import { leaderOnly } from './sections/leader-only.js';
 import { profile } from './sections/profile.js';
+import { shardsSection } from './sections/shards.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -42,7 +43,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = flag('--quick') || process.env.BENCH_QUICK === '1';
-  const wanted = new Set((process.env.BENCH_SECTIONS ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim()));
+  const wanted = new Set((process.env.BENCH_SECTIONS ?? '1,2,3,4,5,6,7,8').split(',').map((s) => s.trim()));
   const dataKind = process.env.BENCH_ETCD_DATA ?? (existsSync('/dev/shm') ? 'tmpfs' : 'disk');
   if (dataKind !== 'tmpfs' && dataKind !== 'disk') throw new Error(`BENCH_ETCD_DATA must be tmpfs or disk, got ${dataKind}`);
   // The harness puts etcd's data dir under os.tmpdir(), which follows TMPDIR.
@@ -83,7 +84,7 @@ async function main(): Promise<number> {
       const t0 = nowNs();
       const load = os.loadavg()[0]!;
       const cpu0 = cpuTimes();
-      log(`[${id}/7] ${title} (load ${load.toFixed(2)})`);
+      log(`[${id}/8] ${title} (load ${load.toFixed(2)})`);
       try {
         const value = await run();
         const seconds = msBetween(t0, nowNs()) / 1000;
@@ -117,6 +118,8 @@ async function main(): Promise<number> {
     if (s6) results.sections.leaderOnly = s6;
     const s7 = await section('7', 'uncontended cycle: CPU per call and CPU profile', () => profile(sub('')));
     if (s7) results.sections.profile = s7;
+    const s8 = await section('8', 'shards: 100 members x 1,024 shards', () => shardsSection(sub('')));
+    if (s8) results.sections.shards = s8;
   } finally {
     await etcd?.stop();
     if (tmpParent) rmSync(tmpParent, { recursive: true, force: true });

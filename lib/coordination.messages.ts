@@ -30,7 +30,7 @@ export const Messages = {
   handoverNoSuchCandidate: (election: string, to: string) =>
     `Cannot hand over election "${election}" to ${JSON.stringify(to)}: no waiting candidate has that value (leadership was kept)`,
   handoverForeignCandidate: (election: string, to: string, key: string) =>
-    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not of this library (a Go or etcdctl candidate cannot be asked to step aside safely); leadership was kept`,
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not known to be of this library (no member record on its lease: a Go or etcdctl candidate, which cannot be asked to step aside safely, or an application without the membership option); leadership was kept`,
   handoverRaced: (election: string) => `Cannot hand over election "${election}": the queue changed meanwhile (leadership was kept; try again)`,
   resigned: (election: string) => `Resigned from election "${election}"`,
   electionDisabled: () =>
@@ -295,3 +295,29 @@ export const OperateMessages = {
 } as const;
 // The observability part's texts (events, metrics, logger and logLevel options, outage logs).
 export { ObservabilityMessages } from './observability/observability.messages.js';
+/** Texts of membership and sharded ownership (lib/membership, lib/shards). */
+export const ShardMessages = {
+  memberValueNotJson: (problem: string) => `Member value must be JSON-serialisable (${problem})`,
+  memberValueTooLarge: (bytes: number, max: number) => `Member value is ${bytes} bytes of JSON; at most ${max} are allowed`,
+  invalidShardCount: (group: string, shards: unknown, max: number) =>
+    `Shard group "${group}": shards must be an integer from 1 to ${max} (got ${JSON.stringify(shards) ?? String(shards)})`,
+  groupRedefined: (group: string, existing: number, requested: number) =>
+    `Shard group "${group}" already exists with ${existing} shards; it cannot be opened again with ${requested}`,
+  unknownGroup: (group: string, where: string) =>
+    `${where}: shard group "${group}" is not open in this application; call ShardService.group("${group}", { shards }) first (e.g. in a constructor or onModuleInit)`,
+  groupClosed: (group: string) => `Shard group "${group}" is closed`,
+  invalidShard: (group: string, shard: unknown, shards: number) =>
+    `Shard group "${group}": shard must be an integer from 0 to ${shards - 1} (got ${JSON.stringify(shard) ?? String(shard)})`,
+  keyNotString: (group: string, key: unknown) =>
+    `Shard group "${group}": the key must be a string (got ${typeof key}); convert numbers with String(key)`,
+  keyOfNotFunction: (where: string) => `ShardOwned on ${where}: the key selector must be a function of the method's arguments`,
+  shardReleased: (group: string, shard: number) => `Shard ${shard} of group "${group}" was handed on (rebalanced or released)`,
+  shardLost: (group: string, shard: number) => `Shard ${shard} of group "${group}" was lost (its key is gone)`,
+  log: {
+    forEachSkipped: (where: string, group: string) => `ForEachOwnedShard: ${where} skipped: this instance owns no shard of "${group}"`,
+    shardOwnedSkipped: (where: string, group: string, shard: number) =>
+      `ShardOwned: ${where} skipped: shard ${shard} of "${group}" is not owned by this instance`,
+    shardRunFailed: (where: string, group: string, shard: number, message: string) =>
+      `ForEachOwnedShard: ${where} failed for shard ${shard} of "${group}": ${message}`,
+  },
+} as const;

@@ -22,6 +22,8 @@ import { QueueEngine } from './queue/queue.engine.js';
 import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
+import { MembershipService } from './membership/membership.service.js';
+import { ShardService } from './shards/shard.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
 import { Instrumentation } from './observability/instrumentation.js';
@@ -29,7 +31,7 @@ import { INSTRUMENTATION } from './observability/instrumentation.token.js';
 import { CoordinationEvents } from './observability/events.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
-const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents];
+const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents, MembershipService, ShardService];
 
 /** Marker of one module instance; its value is irrelevant, its existence is counted. */
 interface ModuleInstanceMarker {

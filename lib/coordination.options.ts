@@ -17,6 +17,7 @@ import type { LoggerService } from '@nestjs/common';
 import type { CoordinationLogLevel } from './observability/logger.js';
 import type { MeterProviderLike } from './observability/metrics.js';
 import { validateObservabilityOptions } from './observability/observability.options.js';
+import { serializeMemberValue } from './membership/member-value.js';
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -88,6 +89,18 @@ export interface CoordinationModuleOptions {
    * apps with many distinct, e.g. per-id, lock names).
    */
   metrics?: false | { meterProvider?: MeterProviderLike; names?: boolean };
+  /**
+   * A JSON value published in this application's member record (see
+   * `MembershipService`), e.g. `{ zone: 'eu-1', version: '1.4.2' }`. At most
+   * 64 KiB of JSON. Default `null`; change it at runtime with `setValue()`.
+   */
+  memberValue?: unknown;
+  /**
+   * Register this application in the member list (`MembershipService`) at
+   * bootstrap. Default: only when `memberValue` is set; otherwise an
+   * application joins when it opens a shard group or calls `join()`.
+   */
+  membership?: boolean;
 }
 
 /**
@@ -126,12 +139,14 @@ export interface ResolvedCoordinationOptions {
   logger?: LoggerService;
   logLevel: CoordinationLogLevel | false;
   metrics: false | { meterProvider?: MeterProviderLike; names?: boolean };
+  memberValue: unknown;
+  membership: boolean;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
   'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
-  'logger', 'logLevel', 'metrics',
+  'logger', 'logLevel', 'metrics', 'memberValue', 'membership',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -274,5 +289,24 @@ export function resolveCoordinationOptions(
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
     ...validateObservabilityOptions(input, fail),
+    memberValue: checkMemberValue(input.memberValue),
+    membership: checkMembership(input.membership, input.memberValue !== undefined),
   };
+}
+
+/** The `memberValue` option: JSON-serialisable, at most 64 KiB (see MembershipService). */
+function checkMemberValue(value: unknown): unknown {
+  if (value === undefined) return null;
+  try {
+    serializeMemberValue(value);
+  } catch (err) {
+    fail('memberValue', (err as Error).message);
+  }
+  return value;
+}
+
+function checkMembership(value: unknown, hasValue: boolean): boolean {
+  if (value === undefined) return hasValue;
+  if (typeof value !== 'boolean') fail('membership', ModuleMessages.isGlobalNotBoolean(value));
+  return value;
 }

@@ -50,3 +50,9 @@ export {
 } from './observability/events.js';
 export type { CoordinationLogLevel } from './observability/logger.js';
 export type { MeterProviderLike } from './observability/metrics.js';
+export { MembershipService, type MemberInfo } from './membership/membership.service.js';
+export { ShardService, type ShardGroupOptions } from './shards/shard.service.js';
+export { ShardGroup, type ShardOwner, type ShardGroupStats } from './shards/shard-group.js';
+export { currentShard, type ShardContext } from './shards/shard-context.js';
+export { shardOfKey } from './shards/shard-hash.js';
+export { ForEachOwnedShard, ShardOwned } from './shards/for-each-owned-shard.decorator.js';

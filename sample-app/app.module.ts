@@ -12,6 +12,8 @@ import { SAMPLE_CONFIG, type SampleConfig } from './sample.config.js';
 import { ELECTION } from './sample.keys.js';
 import { StatusController } from './status/status.controller.js';
 import { StatusService } from './status/status.service.js';
+import { TenantJobs } from './tenants/tenant-jobs.service.js';
+import { TenantsController } from './tenants/tenants.controller.js';
 
 @Module({})
 export class AppModule {
@@ -28,7 +30,7 @@ export class AppModule {
           election: ELECTION,
         }),
       ],
-      controllers: [StatusController, DashboardController],
+      controllers: [StatusController, DashboardController, TenantsController],
       providers: [
         { provide: SAMPLE_CONFIG, useValue: config },
         SampleEtcd,
@@ -38,6 +40,7 @@ export class AppModule {
         LeaderJobs,
         ReportJob,
         StatusService,
+        TenantJobs,
       ],
     };
   }

@@ -13,4 +13,9 @@ export {
   currentLeadership,
   currentLock,
   type LeaderState,
+  ForEachOwnedShard,
+  MembershipService,
+  ShardService,
+  type ShardContext,
+  type ShardGroup,
 } from '../lib/index.js';

@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { shardChecks, startShardSampler } from './demo-shards.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -997,6 +998,8 @@ async function main() {
   let etcd;
   let client;
   let observer;
+  let shardSampler;
+  let shardData;
   let failure;
   const generatedNamespace = !process.env.COORD_NAMESPACE;
   const namespace = process.env.COORD_NAMESPACE ?? `demo-${randomBytes(3).toString('hex')}/`;
@@ -1021,6 +1024,7 @@ async function main() {
     // An unreachable ETCD_HOSTS would otherwise leave the watch below retrying forever.
     await withTimeout(client.get(keys.root), 10_000, `etcd at ${etcd.endpoint} does not answer`);
     await withTimeout(observer.start(), 10_000, `cannot watch ${namespace} in etcd at ${etcd.endpoint}`);
+    shardSampler = await startShardSampler(client, namespace, buildDir);
 
     say();
     say(bold(`nest-etcd-coordination demo: ${opts.instances} instances, ~${opts.duration} s, session TTL ${ttl} s`));
@@ -1076,12 +1080,14 @@ async function main() {
   if (observer) {
     try {
       await observer.reconcile();
+      shardData = await shardSampler?.stop();
     } catch (err) {
       failure ??= new DemoError(`could not read the records from etcd at the end: ${err.message}`);
     }
     await observer.close();
     if (observer.terms.size > 0) {
       result = analyse(ctx);
+      if (shardData) result.checks.push(...shardChecks(ctx, shardData, secs));
       printSummary(ctx, result);
     }
   }

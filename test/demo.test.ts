@@ -61,6 +61,9 @@ describe('npm run demo -- --short', () => {
       'no two instances ever ran a leader-only job at the same time',
       'every instance that thought it led held the oldest candidate key in etcd',
       "a paused lock holder's stale write was refused by the fenced store",
+      'no tenant shard was ever run by two instances at once',
+      'every tenant shard owned again after SIGTERM',
+      'every tenant shard owned again after SIGKILL',
     ]) {
       assert.ok(names.some((n) => n.startsWith(expected)), `check "${expected}" did not run; checks: ${names.join(' | ')}`);
     }

@@ -4,12 +4,12 @@ import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import { EtcdOps } from '../etcd/etcd-ops.js';
 import { EtcdWatches } from '../etcd/watch.js';
-import { namePrefix, validateName } from '../etcd/keys.js';
+import { namePrefix, prefixRangeEnd, validateName } from '../etcd/keys.js';
 import { SessionService } from '../session/session.service.js';
 import { InvalidUsageError, LeadershipLostError, NotLeaderError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { runWithLeadership } from '../context/coordination.context.js';
-import { oldestHolder, runHeld, type Lockable, type RunOptions, type RunTarget } from '../queue/lockable.js';
+import { oldestHolder, runHeld, toKeyHolder, type Lockable, type RunOptions, type RunTarget } from '../queue/lockable.js';
 import { QueueEngine } from '../queue/queue.engine.js';
 import type { AcquireOptions } from '../queue/queue-spec.js';
 import { Campaigns } from './campaigns.js';
@@ -189,6 +189,21 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
   async leader(election?: string): Promise<LeaderInfo | null> {
     const name = this.electionName(election);
     return oldestHolder(this.ops, namePrefix(this.options.namespace, name), `read leader of election "${name}"`);
+  }
+
+  /**
+   * Every candidate of `election` (default election when omitted) in queue
+   * order, the leader first: one etcd read of the candidate keys, oldest
+   * create revision first (the order etcd hands leadership on).
+   */
+  async candidates(election?: string): Promise<LeaderInfo[]> {
+    const name = this.electionName(election);
+    const prefix = namePrefix(this.options.namespace, name);
+    const kvs = await this.ops.range(
+      { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: 'Ascend', sort_target: 'Create' },
+      `read candidates of election "${name}"`,
+    );
+    return kvs.map((kv) => toKeyHolder(kv, this.ops));
   }
 
   /** Whether this instance leads `election`, from local state (no etcd round trip). */

@@ -12,6 +12,7 @@ import type { AcquireOptions, QueueSpec } from '../queue/queue-spec.js';
 import type { LockHandle } from './lock-handle.js';
 import { mutexSpec, readWriteSpec, semaphoreSpec, type LockSpecContext } from './lock-specs.js';
 import { QueueSemaphore, type Semaphore } from './semaphore.js';
+import { shardServiceFor } from '../shards/shard-registry.js';
 
 export type { OnLocked, ForceReleaseOptions, ForcedRelease };
 /** Options of {@link LockService.withLock} (the same as every `run`). */
@@ -184,6 +185,8 @@ export class LockService implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     this.sessions.beginShutdown();
+    // Shard groups hand their shards on after their running work, before every hold ends below.
+    await shardServiceFor(this)?.leaveForShutdown();
     await this.engine.shutdown();
   }
 }

@@ -100,8 +100,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     <section><h2>Shared report <small>fenced by the lock's token</small></h2><div id="report" data-testid="report"></div></section>
     <section><h2>Live events <small>server-sent, from every instance</small></h2><ol id="feed"></ol></section>
   </div>
+  <div class="bottom">
+    <section style="grid-column: span 2"><h2>Tenant shards <small>per-tenant job, 16 shards over the live members</small></h2><div id="shards" data-testid="shards"></div></section>
+    <section><h2>Shard moves</h2><ol id="shard-moves"></ol></section>
+  </div>
 </main>
 <script type="module" src="/dashboard.js"></script>
+<script type="module" src="/tenants.js"></script>
 </body>
 </html>
 `;

@@ -174,3 +174,28 @@ describe('resolveCoordinationOptions: other validations', () => {
     assert.deepEqual(resolve({ client: fakeClient }).hosts, ['(user-provided client)']);
   });
 });
+
+describe('membership options (memberValue, membership)', () => {
+  const resolveMembership = (options: Record<string, unknown>) => resolveCoordinationOptions(options as CoordinationModuleOptions, {});
+  it('defaults: no member value, no membership at bootstrap; a value turns membership on', () => {
+    assert.equal(resolveMembership({}).memberValue, null);
+    assert.equal(resolveMembership({}).membership, false);
+    assert.deepEqual(resolveMembership({ memberValue: { zone: 'eu' } }).memberValue, { zone: 'eu' });
+    assert.equal(resolveMembership({ memberValue: { zone: 'eu' } }).membership, true);
+    assert.equal(resolveMembership({ memberValue: 1, membership: false }).membership, false);
+  });
+
+  it('refuses a value JSON cannot carry, one over 64 KiB, and a non-boolean membership, naming the option', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const [options, option, pattern] of [
+      [{ memberValue: cyclic }, 'memberValue', /JSON-serialisable/],
+      [{ memberValue: 10n }, 'memberValue', /JSON-serialisable/],
+      [{ memberValue: () => 1 }, 'memberValue', /JSON-serialisable/],
+      [{ memberValue: 'x'.repeat(70_000) }, 'memberValue', /at most 65536/],
+      [{ membership: 'yes' }, 'membership', /must be a boolean/],
+    ] as const) {
+      assert.throws(() => resolveMembership(options), (err: unknown) => err instanceof InvalidOptionsError && err.option === option && pattern.test(err.message));
+    }
+  });
+});

@@ -1,0 +1,177 @@
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
+import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
+import type { ResolvedCoordinationOptions } from '../coordination.options.js';
+import { EtcdOps } from '../etcd/etcd-ops.js';
+import { EtcdWatches } from '../etcd/watch.js';
+import { internalName, namePrefix } from '../etcd/keys.js';
+import { SessionService } from '../session/session.service.js';
+import type { EtcdSession } from '../session/etcd-session.js';
+import { serializeMemberValue } from './member-value.js';
+import { backoffDelay, sleep } from '../util/abort.js';
+import { MemberList, type MemberInfo, type MemberRecord } from './member-list.js';
+
+export type { MemberInfo };
+
+/**
+ * Live membership: an application registers itself (at bootstrap with the
+ * `membership` or `memberValue` option, or when it opens a shard group) under
+ * `<namespace>_coordination:members/<lease hex>` on its session lease (JSON
+ * `{ identity, value, joinedAt }`), and again on every new session, so a
+ * member disappears when its lease ends (shutdown revokes it; a crash lets it
+ * expire after the TTL). {@link members$} follows the list with one prefix
+ * watch per application.
+ */
+@Injectable()
+export class MembershipService implements OnModuleInit, OnModuleDestroy {
+  private readonly prefix: Buffer;
+  private readonly list: MemberList;
+  private value: unknown;
+  private readonly joinedAt = new Date();
+  private registered?: EtcdSession;
+  private loop?: Promise<void>;
+  private wake?: () => void;
+  private readonly stopped = new AbortController();
+  private leaving?: Promise<void>;
+  private joined?: Promise<void>;
+  private readonly selfSubject = new BehaviorSubject<string | undefined>(undefined);
+
+  constructor(
+    private readonly sessions: SessionService,
+    private readonly ops: EtcdOps,
+    watches: EtcdWatches,
+    @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
+  ) {
+    this.prefix = namePrefix(options.namespace, internalName('members'));
+    this.value = options.memberValue ?? null;
+    this.list = new MemberList(ops, watches, this.prefix, AbortSignal.any([sessions.shutdownSignal, this.stopped.signal]));
+  }
+
+  /** The live members, oldest first: one etcd read. */
+  async members(): Promise<MemberInfo[]> {
+    return (await this.list.read()).members;
+  }
+
+  /** The live members, oldest first: replays the current list, then every change. Completes on shutdown. */
+  get members$(): Observable<MemberInfo[]> {
+    return this.list.list$;
+  }
+
+  /** This application's member id (its session lease in hex) while registered on a live session. */
+  get selfId(): string | undefined {
+    const session = this.registered;
+    return session && session.alive ? session.leaseHex : undefined;
+  }
+
+  /** {@link selfId} now and on every change (registered on a new session, or session ended). */
+  get selfId$(): Observable<string | undefined> {
+    return this.selfSubject.pipe(distinctUntilChanged());
+  }
+
+  /** This application's value (the `memberValue` option, or the last `setValue`). */
+  get currentValue(): unknown {
+    return this.value;
+  }
+
+  /**
+   * Replaces this application's JSON value in its member record (at most 64 KiB
+   * of JSON). Resolves once etcd has it, or at once when no session is live
+   * (the next registration writes it).
+   */
+  async setValue(value: unknown): Promise<void> {
+    serializeMemberValue(value);
+    this.value = value;
+    const session = this.registered;
+    if (session?.alive) await this.put(session);
+  }
+
+  private async put(session: EtcdSession): Promise<void> {
+    const record: MemberRecord = { identity: this.options.identity, value: this.value ?? null, joinedAt: this.joinedAt.toISOString() };
+    const key = Buffer.concat([this.prefix, Buffer.from(session.leaseHex)]);
+    await this.ops.txn(
+      { success: [{ request_put: { key, value: Buffer.from(JSON.stringify(record)), lease: session.leaseId.toString() } }] },
+      'register this member',
+    );
+  }
+
+  /** Registers on the current session, then again on each new one, until shutdown. */
+  private async registerLoop(first: (err?: unknown) => void): Promise<void> {
+    const stop = AbortSignal.any([this.sessions.shutdownSignal, this.stopped.signal]);
+    for (let failures = 0; !stop.aborted; ) {
+      let session: EtcdSession;
+      try {
+        session = await this.sessions.session(this.sessions.shutdownSignal);
+        await this.put(session);
+        this.registered = session;
+        this.selfSubject.next(session.alive ? session.leaseHex : undefined);
+        failures = 0;
+        first();
+      } catch (err) {
+        if (stop.aborted) break;
+        await sleep(backoffDelay(failures++, 100, 2_000), stop).catch(() => undefined);
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          session.signal.removeEventListener('abort', done);
+          stop.removeEventListener('abort', done);
+          resolve();
+        };
+        session.signal.addEventListener('abort', done, { once: true });
+        stop.addEventListener('abort', done, { once: true });
+        this.wake = done;
+        // leave() may have run while the put was in flight: its wake-up is already spent.
+        if (session.signal.aborted || stop.aborted) done();
+      });
+      this.selfSubject.next(undefined);
+    }
+    first();
+    this.selfSubject.complete();
+  }
+
+  /**
+   * Registers this application in the member list (idempotent) and resolves
+   * once it is listed. Done at bootstrap with the `membership` or
+   * `memberValue` option, and by `ShardService.group()`.
+   */
+  join(): Promise<void> {
+    if (this.stopped.signal.aborted || this.sessions.shutdownSignal.aborted) return Promise.resolve();
+    this.joined ??= new Promise<void>((resolve) => {
+      let settled = false;
+      this.loop = this.registerLoop(() => {
+        if (!settled) resolve();
+        settled = true;
+      });
+    });
+    return this.joined;
+  }
+
+  async onModuleInit(): Promise<void> {
+    // Bootstrap waits for the first registration, so members() includes us once the app is up.
+    if (this.options.membership) await this.join();
+  }
+
+  /**
+   * Withdraws from the member list now (shutdown does it first, so the other
+   * members rebalance at once): stops re-registering and deletes our record.
+   * The record would go with the session lease anyway.
+   */
+  leave(): Promise<void> {
+    this.leaving ??= (async () => {
+      this.stopped.abort();
+      this.wake?.();
+      await this.loop;
+      const session = this.registered;
+      this.registered = undefined;
+      if (session && !session.endReason) {
+        const key = Buffer.concat([this.prefix, Buffer.from(session.leaseHex)]);
+        await this.ops.txn({ success: [{ request_delete_range: { key } }] }, 'withdraw this member');
+      }
+    })();
+    return this.leaving;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.leave().catch(() => undefined);
+  }
+}
