@@ -68,6 +68,40 @@ can_apt() {
   [[ "${ENSURE_ETCD_NO_INSTALL:-}" != 1 ]] && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1
 }
 
+# (apt_knows_packages and apt_install went missing in a44ea3d while the script still calls them;
+# restored from 4807863: without them a machine without etcd could not install it.)
+apt_knows_packages() {
+  local pkg policy
+  for pkg in "$@"; do
+    # Capture first: with pipefail, grep -q closing the pipe early would fail the pipeline.
+    policy="$(apt-cache policy "$pkg" 2>/dev/null || true)"
+    grep -Eq 'Candidate: [^(]' <<<"$policy" || return 1
+  done
+}
+
+# apt_install PKG...: quiet unless it fails.
+apt_install() {
+  local log
+  log="$(mktemp)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt_knows_packages "$@"; then
+    say "running apt-get update"
+    apt-get update -q >"$log" 2>&1 || { tail -n 20 "$log" >&2; rm -f "$log"; die "apt-get update failed"; }
+  fi
+  say "installing $* with apt-get"
+  if ! apt-get install -y -q --no-install-recommends "$@" >"$log" 2>&1; then
+    # A stale package index can point at files the mirror no longer has: refresh once and retry.
+    apt-get update -q >>"$log" 2>&1 || true
+    if ! apt-get install -y -q --no-install-recommends "$@" >>"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      rm -f "$log"
+      die "apt-get install $* failed (output above)"
+    fi
+  fi
+  rm -f "$log"
+  hash -r
+}
+
 # show_output TEXT: indented, at most 20 lines, for error messages.
 show_output() {
   printf '%s\n' "${1:-(no output)}" | head -n 20 | sed 's/^/  | /'
