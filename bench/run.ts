@@ -108,9 +108,9 @@ async function main(): Promise<number> {
     }
     const s2 = await section('2', 'contended: 2, 4 and 8 processes on one lock', () => contended(sub(''), refs));
     if (s2) results.sections.contended = s2;
-    const s3 = await section('3', 'herd effect: watch events per handoff', () => herd(sub('')));
+    const s3 = await section('3', 'herd effect: watch events per handoff (10, 100, 1,000 waiters)', () => herd(sub('')));
     if (s3) results.sections.herd = s3;
-    const s4 = await section('4', 'scale: 10,000 locks held by one process, a 1,000-waiter chain', () => scale(sub('')));
+    const s4 = await section('4', 'scale: 1,000 and 10,000 locks held by one process', () => scale(sub('')));
     if (s4) results.sections.scale = s4;
     const s5 = await section('5', 'leader failover: graceful and crash', () => failover(sub(''), refs));
     if (s5) results.sections.failover = s5;
