@@ -22,11 +22,12 @@ import { QueueEngine } from './queue/queue.engine.js';
 import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
+import { JobsService } from './jobs/jobs.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
-const SERVICES = [SessionService, LockService, ElectionService];
+const SERVICES = [SessionService, LockService, ElectionService, JobsService];
 
 /** Marker of one module instance; its value is irrelevant, its existence is counted. */
 interface ModuleInstanceMarker {

@@ -25,3 +25,9 @@ export { currentLock, currentLeadership } from './context/coordination.context.j
 export * from './errors/coordination.errors.js';
 export { WithLock, type WithLockDecoratorOptions } from './decorators/with-lock.decorator.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
+// Once-per-firing scheduled jobs (issue 13): README "Once per firing: scheduled jobs across the cluster".
+export type { LeaderOnlyOptions, LeaderOnlyDecorator } from './decorators/leader-only.decorator.js';
+export { JobsService } from './jobs/jobs.service.js';
+export { currentFiring, type Firing } from './jobs/firing-context.js';
+export type { FiringOptions, FiringGuarantee, MisfirePolicy, OverlapPolicy } from './jobs/firing-options.js';
+export type { JobRun, RunOutcome } from './jobs/run-ledger.js';

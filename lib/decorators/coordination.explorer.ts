@@ -1,8 +1,9 @@
-import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Messages } from '../coordination.messages.js';
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
+import { JobsService } from '../jobs/jobs.service.js';
 import {
   applicationBound,
   bindClass,
@@ -30,8 +31,10 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     private readonly discovery: DiscoveryService,
     locks: LockService,
     elections: ElectionService,
+    // Optional: the testing kit (lib/testing) does not provide it.
+    @Optional() jobs?: JobsService,
   ) {
-    this.runtime = { locks, elections, logger: new Logger('Coordination') };
+    this.runtime = { locks, elections, logger: new Logger('Coordination'), jobs };
   }
 
   onModuleInit(): void {
