@@ -16,6 +16,8 @@ export interface ClaimContext {
   exclusive: boolean;
   historySize: number;
   historyMaxAge: number;
+  /** Clock (ms since the epoch) for start times and the ledger's age limit. */
+  now(): number;
 }
 
 export type ClaimResult =
@@ -45,7 +47,7 @@ export async function claimSlot(
   if (attempt === 1 || modRevision === undefined) compare.push(create0(runKey));
   else compare.push({ key: runKey, target: 'Mod', result: 'Equal', mod_revision: modRevision }, create0(keys.claim(slot)));
   if (ctx.exclusive) compare.push(create0(keys.running));
-  const startedAt = Date.now();
+  const startedAt = ctx.now();
   const record = encodeRun({ slot, instance: ctx.instance, attempt, token: '0', start: startedAt, outcome: 'running' });
   const success: IRequestOp[] = [
     { request_put: { key: runKey, value: record } },
@@ -71,7 +73,7 @@ export async function claimSlot(
 /** Records `slot` as skipped (overlap), unless someone recorded it meanwhile. */
 export async function recordSkipped(ctx: ClaimContext, entries: readonly LedgerEntry[], slot: number, why: string): Promise<boolean> {
   const { keys } = ctx;
-  const now = Date.now();
+  const now = ctx.now();
   const record = encodeRun({ slot, instance: ctx.instance, attempt: 1, token: '0', start: now, end: now, outcome: 'skipped', error: why });
   const res = await ctx.ops.txn(
     {
@@ -100,7 +102,7 @@ export async function recordEnd(
 ): Promise<boolean> {
   const { keys } = ctx;
   const record = encodeRun({
-    slot, instance: ctx.instance, attempt, token: fencingToken.toString(), start: startedAt, end: Date.now(), outcome,
+    slot, instance: ctx.instance, attempt, token: fencingToken.toString(), start: startedAt, end: ctx.now(), outcome,
     ...(error !== undefined ? { error } : {}),
   });
   const mine: ICompare = { key: keys.run(slot), target: 'Mod', result: 'Equal', mod_revision: claimRevision.toString() };

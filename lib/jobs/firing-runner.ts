@@ -50,17 +50,18 @@ export async function runFiring(env: FiringEnvironment, request: FiringRequest):
     exclusive: options.overlap !== 'allow',
     historySize: options.historySize,
     historyMaxAge: options.historyMaxAge,
+    now: env.now,
   };
   let entries = await readEntries(env, keys);
   const plan = planFiring(request.grid, entries, current, now, options);
   if (plan.missed > 0) env.logger.log(JobMessages.misfire(job, plan.missed, options.misfire, plan.runs.filter((r) => r.reason === 'misfire').length));
   let result: unknown = undefined;
-  for (const planned of plan.runs) {
+  for (const [index, planned] of plan.runs.entries()) {
     if (!guard.isHeld()) break;
     if (planned.reason === 'rerun') env.logger.warn(JobMessages.rerun(job, String(planned.slot), planned.attempt));
     const outcome = await runPlanned(env, request, ctx, entries, planned);
     if (planned.reason === 'current' && outcome !== NOT_RUN) result = outcome;
-    entries = await readEntries(env, keys);
+    if (index < plan.runs.length - 1) entries = await readEntries(env, keys);
   }
   return result;
 }
@@ -73,11 +74,20 @@ async function readEntries(env: FiringEnvironment, keys: JobKeys): Promise<Ledge
 async function runPlanned(env: FiringEnvironment, request: FiringRequest, ctx: ClaimContext, entries: LedgerEntry[], planned: PlannedRun): Promise<unknown> {
   const { job, options, guard } = request;
   let claim = await claimSlot(ctx, entries, planned.slot, planned.attempt, planned.modRevision);
+  // Catch-up runs (misfires, re-runs) are what a failover owes: they wait for the running run
+  // instead of being skipped. The call's own slot follows the overlap policy.
+  const catchUp = planned.reason !== 'current';
+  for (let waits = 0; claim.kind === 'overlap' && catchUp && guard.isHeld() && waits < 1000; waits++) {
+    await waitForNoRun(env, ctx, guard.signal, request.grid);
+    if (guard.isHeld()) claim = await claimSlot(ctx, await readEntries(env, ctx.keys), planned.slot, planned.attempt, planned.modRevision);
+  }
   if (claim.kind === 'overlap' && options.overlap === 'queue' && !env.queued.has(job)) {
     env.queued.add(job);
     try {
-      await waitForNoRun(env, ctx, guard.signal, request.grid);
-      if (guard.isHeld()) claim = await claimSlot(ctx, await readEntries(env, ctx.keys), planned.slot, planned.attempt, planned.modRevision);
+      for (let waits = 0; claim.kind === 'overlap' && guard.isHeld() && waits < 1000; waits++) {
+        await waitForNoRun(env, ctx, guard.signal, request.grid);
+        if (guard.isHeld()) claim = await claimSlot(ctx, await readEntries(env, ctx.keys), planned.slot, planned.attempt, planned.modRevision);
+      }
     } finally {
       env.queued.delete(job);
     }
