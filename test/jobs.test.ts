@@ -55,7 +55,7 @@ function bySlot(runs: Run[]): Map<number, Run[]> {
   return map;
 }
 
-const describeSlots = (runs: Run[]) => runs.map((r) => `${r.slot % 100_000}#${r.attempt}@${r.worker}`).join(' ');
+const describeSlots = (runs: Run[]) => runs.map((r) => `${r.slot % 100_000}#${r.attempt}@${r.worker}${r.start - r.slot >= 0 ? "+" : ""}${r.start - r.slot}`).join(" ");
 
 describe('once-per-firing jobs (real etcd, separate processes)', () => {
   const etcd = etcdFixture();
@@ -140,13 +140,14 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
     const all = [first, ...others];
 
     // Kill 1: during a run of 'alo' (killed as soon as it says it started; the run takes 150 ms).
-    const started = await first.waitForMessage((m) => m.type === 'run-start' && m.job === 'alo', 15_000);
+    const waitFrom = Date.now();
+    const started = await first.waitForMessage((m) => m.type === 'run-start' && m.job === 'alo' && Number(m.at) >= waitFrom, 15_000);
     await first.kill('SIGKILL');
     const interruptedSlot = Number(started.slot);
     const rerun = await Promise.race(others.map((w) => w.waitForMessage((m) => m.type === 'run-start' && m.job === 'alo' && Number(m.slot) === interruptedSlot, (TTL + 15) * 1000)));
     const second = others.find((w) => w.messages.includes(rerun))!;
     // Kill 2: the new leader, ~150 ms before its next firing (its calls come every 1000 ms).
-    await second.waitForMessage((m) => m.type === 'run-start' && m.job === 'alo' && Number(m.slot) > interruptedSlot + 1000, 15_000);
+    await second.waitForMessage((m) => m.type === 'run-end' && m.job === 'alo' && Number(m.slot) > interruptedSlot + 1000, 15_000);
     const lastStart = Number([...second.messages].reverse().find((m) => m.type === 'run-start' && m.job === 'alo')!.at);
     const nextCall = lastStart + 1000 * Math.ceil((Date.now() + 200 - lastStart) / 1000);
     await delay(Math.max(0, nextCall - 150 - Date.now()));
