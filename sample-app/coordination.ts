@@ -14,3 +14,5 @@ export {
   currentLock,
   type LeaderState,
 } from '../lib/index.js';
+// Once-per-firing jobs and their run ledger (README "Once per firing").
+export { JobsService, currentFiring, type JobRun as LedgerRun } from '../lib/index.js';

@@ -55,6 +55,19 @@ function bySlot(runs: Run[]): Map<number, Run[]> {
   return map;
 }
 
+/** The first message matching `predicate` from any of `list` (polling: no waiter left to time out later). */
+async function firstMessage(list: NodeProcess[], predicate: (m: JsonMessage) => boolean, timeoutMs: number, what: string) {
+  let found: { worker: NodeProcess; message: JsonMessage } | undefined;
+  await eventually(() => {
+    for (const worker of list) {
+      const message = worker.messages.find(predicate);
+      if (message) found = { worker, message };
+    }
+    return found !== undefined;
+  }, timeoutMs, what);
+  return found!;
+}
+
 const describeSlots = (runs: Run[]) => runs.map((r) => `${r.slot % 100_000}#${r.attempt}@${r.worker}${r.start - r.slot >= 0 ? "+" : ""}${r.start - r.slot}`).join(" ");
 
 describe('once-per-firing jobs (real etcd, separate processes)', () => {
@@ -144,8 +157,7 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
     const started = await first.waitForMessage((m) => m.type === 'run-start' && m.job === 'alo' && Number(m.at) >= waitFrom, 15_000);
     await first.kill('SIGKILL');
     const interruptedSlot = Number(started.slot);
-    const rerun = await Promise.race(others.map((w) => w.waitForMessage((m) => m.type === 'run-start' && m.job === 'alo' && Number(m.slot) === interruptedSlot, (TTL + 15) * 1000)));
-    const second = others.find((w) => w.messages.includes(rerun))!;
+    const { worker: second } = await firstMessage(others, (m) => m.type === 'run-start' && m.job === 'alo' && Number(m.slot) === interruptedSlot, (TTL + 15) * 1000, 're-run of the interrupted slot');
     // Kill 2: the new leader, ~150 ms before its next firing (its calls come every 1000 ms).
     await second.waitForMessage((m) => m.type === 'run-end' && m.job === 'alo' && Number(m.slot) > interruptedSlot + 1000, 15_000);
     const lastStart = Number([...second.messages].reverse().find((m) => m.type === 'run-start' && m.job === 'alo')!.at);
@@ -189,13 +201,13 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
       { name: 'all', every: 1000, guard: 'leader', misfire: 'run-all', guarantee: 'at-least-once' },
     ];
     const before = [start(ns, 'a', specs), start(ns, 'b', specs)];
-    await before[0]!.waitForMessage((m) => m.type === 'run-end' && m.job === 'all', 30_000);
+    await firstMessage(before, (m) => m.type === 'run-end' && m.job === 'all', 30_000, 'a first run');
     await delay(1500);
     await closeAll(before);
     await delay(3500);
     const restartedAt = Date.now();
     const after = [start(ns, 'c', specs), start(ns, 'd', specs)];
-    await Promise.race(after.map((w) => w.waitForMessage((m) => m.type === 'run-end' && m.job === 'skipper', 30_000)));
+    await firstMessage(after, (m) => m.type === 'run-end' && m.job === 'skipper', 30_000, 'a run after the restart');
     await delay(2500);
     await closeAll(after);
 
