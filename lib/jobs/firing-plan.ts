@@ -48,7 +48,10 @@ export function planFiring(
   }
   let missed = 0;
   const latest = entries.length > 0 ? Math.max(...known) : Number.NEGATIVE_INFINITY;
-  if (entries.length > 0) {
+  // While a run is live somewhere, a gap after it comes from overlap (skipped / queued firings),
+  // not from a failure: that is the overlap policy's business, not a misfire.
+  const active = entries.some((e) => e.claimed);
+  if (entries.length > 0 && !active) {
     const after = Math.max(latest, horizon - 1);
     if (after < current) {
       const limit = options.misfire === 'run-all' ? options.misfireMaxRuns : 1;

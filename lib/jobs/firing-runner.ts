@@ -5,7 +5,7 @@ import type { CoordinationHold } from '../queue/hold.js';
 import type { EtcdOps } from '../etcd/etcd-ops.js';
 import { JobMessages } from '../coordination.messages.js';
 import type { ResolvedFiringOptions } from './firing-options.js';
-import { nearestSlot, type SlotGrid } from './firing-schedule.js';
+import { slotForCall, type PreviousCall, type SlotGrid } from './firing-schedule.js';
 import { planFiring, type PlannedRun } from './firing-plan.js';
 import { claimSlot, readJob, recordEnd, recordSkipped, type ClaimContext } from './firing-claims.js';
 import { decodeLedger, errorText, readOps, JobKeys, type LedgerEntry } from './run-ledger.js';
@@ -30,6 +30,8 @@ export interface FiringEnvironment {
   leaseId(signal: AbortSignal): Promise<bigint>;
   /** Jobs with a firing waiting in 'queue' on this instance. */
   queued: Set<string>;
+  /** The slot each job's previous call on this instance named (see slotForCall). */
+  previousCalls: Map<string, PreviousCall>;
   /** Clock (ms since the epoch), injectable for tests. */
   now(): number;
 }
@@ -40,7 +42,8 @@ export async function runFiring(env: FiringEnvironment, request: FiringRequest):
   const { guard, options, job } = request;
   const keys = new JobKeys(env.namespace, job);
   const now = env.now();
-  const current = nearestSlot(request.grid, now);
+  const current = slotForCall(request.grid, now, env.previousCalls.get(job));
+  env.previousCalls.set(job, { slot: current, at: now });
   const ctx: ClaimContext = {
     ops: env.ops,
     keys,
@@ -86,7 +89,14 @@ async function runPlanned(env: FiringEnvironment, request: FiringRequest, ctx: C
     try {
       for (let waits = 0; claim.kind === 'overlap' && guard.isHeld() && waits < 1000; waits++) {
         await waitForNoRun(env, ctx, guard.signal, request.grid);
-        if (guard.isHeld()) claim = await claimSlot(ctx, await readEntries(env, ctx.keys), planned.slot, planned.attempt, planned.modRevision);
+        if (!guard.isHeld()) break;
+        const now = await readEntries(env, ctx.keys);
+        // A later slot ran meanwhile (another instance's firing): the queued run is not needed any more.
+        if (now.some((e) => e.run.slot > planned.slot)) {
+          await recordSkipped(ctx, now, planned.slot, 'a later slot ran while it was queued (overlap: queue)');
+          return NOT_RUN;
+        }
+        claim = await claimSlot(ctx, now, planned.slot, planned.attempt, planned.modRevision);
       }
     } finally {
       env.queued.delete(job);

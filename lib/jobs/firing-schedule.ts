@@ -131,3 +131,25 @@ export function slotsBetween(grid: SlotGrid, after: number, before: number, max:
   }
   return found;
 }
+
+/** The slot an instance named at its previous call of the job, and when (its clock). */
+export interface PreviousCall {
+  slot: number;
+  at: number;
+}
+
+/**
+ * The slot of a call at `t`, given this instance's previous call of the same job. A call that
+ * comes one slot-gap after the previous one (within half of it) names the NEXT slot: a
+ * setInterval whose phase is near half the period would otherwise flip between rounding down
+ * and up with event-loop jitter, naming one slot twice and skipping the next. Any other call
+ * (the first, or after a pause) names the nearest slot.
+ */
+export function slotForCall(grid: SlotGrid, t: number, previous: PreviousCall | undefined): number {
+  if (previous) {
+    const expected = grid.next(previous.slot);
+    const gap = expected - previous.slot;
+    if (Number.isFinite(expected) && Math.abs(t - previous.at - gap) < gap / 2) return expected;
+  }
+  return nearestSlot(grid, t);
+}

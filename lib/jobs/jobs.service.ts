@@ -33,6 +33,7 @@ export class JobsService {
       logger: new Logger('Coordination'),
       leaseId: async (signal) => (await sessions.session(signal)).leaseId,
       queued: new Set(),
+      previousCalls: new Map(),
       now: () => Date.now(),
     };
   }

@@ -8,6 +8,7 @@ import {
   intervalGrid,
   nearestSlot,
   previousSlot,
+  slotForCall,
   scheduleOf,
   slotsBetween,
   type CronTimeClass,
@@ -78,6 +79,20 @@ describe('firing slots', () => {
     assert.equal(scheduleOf(Jobs.prototype.c), undefined);
   });
 
+  it('an instance whose setInterval phase is near half the period names consecutive slots despite jitter', () => {
+    // Calls at x.49, x+1.51, x+2.49 s: nearest rounding alone names 5000, 7000, 7000 (6000 lost).
+    assert.deepEqual([5490, 6510, 7490].map((t) => nearestSlot(grid, t)), [5000, 7000, 7000]);
+    let previous: { slot: number; at: number } | undefined;
+    const named = [5490, 6510, 7490, 8505].map((t) => {
+      const slot = slotForCall(grid, t, previous);
+      previous = { slot, at: t };
+      return slot;
+    });
+    assert.deepEqual(named, [5000, 6000, 7000, 8000]);
+    // After a pause (not one gap later) it is the nearest slot again.
+    assert.equal(slotForCall(grid, 20_100, { slot: 8000, at: 8505 }), 20_000);
+  });
+
   it('slotsBetween keeps the newest `max` slots strictly inside the gap', () => {
     assert.deepEqual(slotsBetween(grid, 1000, 5000, 10), [2000, 3000, 4000]);
     assert.deepEqual(slotsBetween(grid, 1000, 5000, 2), [3000, 4000]);
@@ -103,6 +118,11 @@ describe('firing plan', () => {
     assert.deepEqual(plan('run-once').runs.map((r) => [r.slot, r.reason]), [[9000, 'misfire'], [10_000, 'current']]);
     assert.deepEqual(plan('run-all').runs.map((r) => r.slot), [7000, 8000, 9000, 10_000]);
     assert.deepEqual(plan('run-all', 2).runs.map((r) => r.slot), [8000, 9000, 10_000]);
+  });
+
+  it('no misfire while a run is live (the gap is overlap, not a failure)', () => {
+    const runs = planFiring(grid, [entry(6000, 'running', true)], 10_000, 10_000, { ...opts, misfire: 'run-all' });
+    assert.deepEqual(runs, { runs: [{ slot: 10_000, attempt: 1, reason: 'current' }], missed: 0 });
   });
 
   it('misfireThreshold bounds how far back missed slots are looked for', () => {
