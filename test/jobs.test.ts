@@ -10,11 +10,18 @@ import type { JsonMessage, NodeProcess } from './harness/processes.js';
 import { createApp, closeApps, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 import { spawnWorker } from './support/workers.js';
 import type { JobSpec } from './fixtures/commands/jobs.js';
-import { ElectionService, JobsService } from '../lib/index.js';
+import { Injectable } from '@nestjs/common';
+import { ElectionService, InvalidNameError, InvalidUsageError, JobsService, LeaderOnly } from '../lib/index.js';
 import { resolveFiringOptions } from '../lib/jobs/firing-options.js';
 import { intervalGrid } from '../lib/jobs/firing-schedule.js';
 
 const TTL = 2;
+
+@Injectable()
+class Unscheduled {
+  @LeaderOnly({ firing: 'once' })
+  async work(): Promise<void> {}
+}
 
 function faketimeLibrary(): { lib?: string; why?: string } {
   try {
@@ -277,7 +284,7 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
 
   it('the ledger stays bounded after 1,000 firings; a slot is never run twice; errors are recorded without secrets; only the ledger is left', async (t) => {
     const ns = uniqueNamespace('jobs-ledger');
-    const app = await createApp({ hosts: etcd().endpoint, namespace: ns, election: 'leader', sessionTtl: TTL });
+    const app = await createApp({ hosts: etcd().endpoint, namespace: ns, election: 'leader', sessionTtl: TTL, providers: [Unscheduled] });
     const elections = app.get(ElectionService);
     await eventually(() => elections.isLeader(), 20_000, 'leadership');
     const jobs = app.get(JobsService);
@@ -309,6 +316,9 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
     assert.ok(history.slice(1).every((r) => r.outcome === 'succeeded' && r.attempt === 1));
     assert.ok(history.every((r, i) => i === 0 || r.fencingToken < history[i - 1]!.fencingToken), 'tokens grow with slots');
     assert.deepEqual(await jobs.lastRun('bulk'), history[0]);
+    // firing: 'once' without @Cron / @Interval: each call rejects, typed, saying what is missing.
+    await assert.rejects(app.get(Unscheduled).work(), (err: unknown) => err instanceof InvalidUsageError && /needs a @Cron/.test(err.message));
+    await assert.rejects(jobs.history('bad/name'), InvalidNameError);
     await app.close();
     const keys = await onlyLedgerLeft(ns);
     assert.equal(keys.length, 25);
