@@ -305,6 +305,13 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
     // The same slot again (another instance, a late call): not run.
     assert.equal(await fire(() => runs++), undefined);
     assert.equal(runs, 1000);
+    // Concurrent claims of one slot (no running key with overlap 'allow'): etcd's create-revision
+    // compare lets exactly one run.
+    clock += 1000;
+    const allow = resolveFiringOptions('@test', { firing: 'once', overlap: 'allow', misfire: 'skip' });
+    let raced = 0;
+    await Promise.all(Array.from({ length: 5 }, () => jobs.fire({ job: 'race', options: allow, grid, guard: elections.leadership()!, invoke: () => raced++ })));
+    assert.equal(raced, 1, 'five concurrent claims of one slot ran it once');
     clock += 1000;
     const secret = new Error('connect failed', { cause: new Error('password=hunter2') });
     await assert.rejects(fire(() => Promise.reject(secret)), /connect failed/);
@@ -321,6 +328,6 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
     await assert.rejects(jobs.history('bad/name'), InvalidNameError);
     await app.close();
     const keys = await onlyLedgerLeft(ns);
-    assert.equal(keys.length, 25);
+    assert.equal(keys.length, 25 + 1, 'the 25 records of "bulk" and the one of "race"');
   });
 });
