@@ -24,6 +24,7 @@ import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
 import { MembershipService } from './membership/membership.service.js';
 import { ShardService } from './shards/shard.service.js';
+import { JobsService } from './jobs/jobs.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
 import { Instrumentation } from './observability/instrumentation.js';
@@ -31,7 +32,7 @@ import { INSTRUMENTATION } from './observability/instrumentation.token.js';
 import { CoordinationEvents } from './observability/events.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
-const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents, MembershipService, ShardService];
+const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents, MembershipService, ShardService, JobsService];
 
 /** Marker of one module instance; its value is irrelevant, its existence is counted. */
 interface ModuleInstanceMarker {

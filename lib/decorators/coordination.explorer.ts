@@ -6,6 +6,7 @@ import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { JobsService } from '../jobs/jobs.service.js';
 import {
   applicationBound,
   bindClass,
@@ -35,8 +36,10 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     locks: LockService,
     elections: ElectionService,
     @Optional() @Inject(INSTRUMENTATION) instrumentation?: Instrumentation,
+    // Optional: the testing kit (lib/testing) does not provide it.
+    @Optional() jobs?: JobsService,
   ) {
-    this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger };
+    this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger, jobs };
     // Providers are created before any lifecycle hook: refusing here leaves no session behind.
     refuseUnguardableMethods(discovery);
   }

@@ -1,6 +1,7 @@
 import type { CoordinationLogger } from '../observability/logger.js';
 import type { LockService } from '../lock/lock.service.js';
 import type { ElectionService } from '../election/election.service.js';
+import type { JobsService } from '../jobs/jobs.service.js';
 import { InvalidUsageError, ModuleNotInitializedError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import type { MethodKind } from './method-wrapper.js';
@@ -10,6 +11,8 @@ export interface CoordinationRuntime {
   readonly locks: LockService;
   readonly elections: ElectionService;
   readonly logger: CoordinationLogger;
+  /** Once-per-firing jobs (absent in runtimes built without it). */
+  readonly jobs?: JobsService;
 }
 
 /** Instances bound by the explorer. A symbol property would show in the user's object; a WeakMap does not. */

@@ -61,8 +61,16 @@ export class JobRunRecorder implements BeforeApplicationShutdown {
    * as `aborted` when `signal` (leadership's or the lock's) has aborted, else
    * as `failed`; it is not rethrown (the scheduler would only log it).
    */
-  track(job: JobName, leaderOnly: boolean, fencingToken: bigint, signal: AbortSignal, work: () => Promise<RunResult>): Promise<void> {
+  track(
+    job: JobName,
+    leaderOnly: boolean,
+    fencingToken: bigint,
+    signal: AbortSignal,
+    work: () => Promise<RunResult>,
+    firing?: { slot: number; attempt: number },
+  ): Promise<void> {
     const run: JobRun = {
+      ...(firing ? { slot: firing.slot, attempt: firing.attempt } : {}),
       id: `${this.config.instanceId}:${process.pid}#${++this.sequence}`,
       instance: this.config.instanceId,
       job,
