@@ -23,6 +23,7 @@ import { SessionService } from './session/session.service.js';
 import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
+import { ShutdownDrain } from './shutdown/shutdown-drain.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
@@ -89,6 +90,8 @@ function coreProviders(): Provider[] {
       useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService) => new QueueEngine(ops, watches, sessions),
       inject: [EtcdOps, EtcdWatches, SessionService],
     },
+    // The graceful drain on shutdown: LockService and ElectionService run it (see their shutdown hooks).
+    { provide: ShutdownDrain, useFactory: (options: ResolvedCoordinationOptions) => new ShutdownDrain(options.shutdownTimeout), inject: [RESOLVED_COORDINATION_OPTIONS] },
     ...SERVICES,
     CoordinationExplorer,
   ];

@@ -9,8 +9,12 @@ import {
   DEFAULT_SESSION_TTL_SECONDS,
   NAMESPACE_SEPARATORS,
 } from './coordination.constants.js';
+
+/** Default and largest `shutdownTimeout` (ms). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+export const MAX_SHUTDOWN_TIMEOUT_MS = 86_400_000;
 import { InvalidOptionsError } from './errors/coordination.errors.js';
-import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
+import { Messages, ModuleMessages, ShutdownMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
 import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
 
@@ -65,6 +69,19 @@ export interface CoordinationModuleOptions {
   fencingEpoch?: number;
   /** Make the module global (default true). */
   isGlobal?: boolean;
+  /**
+   * Graceful drain on shutdown, in ms (integer, 0 to 86400000; default
+   * 10000). When the application closes (`app.close()`, or a signal with
+   * `enableShutdownHooks()`), new guarded calls are refused with
+   * `ShutdownError` (scheduled ticks are skipped), and running guarded runs
+   * (`withLock`/`run`, `@WithLock`, `@LeaderOnly`) get up to this long to
+   * finish while keeping their locks and leadership; only then do their
+   * signals abort, locks are released, leaderships resigned and the session
+   * revoked. `0` aborts at once (the 0.1 behaviour). `Infinity` is refused:
+   * keep it below your orchestrator's kill deadline (Kubernetes:
+   * `terminationGracePeriodSeconds`, default 30 s).
+   */
+  shutdownTimeout?: number;
 }
 
 /**
@@ -100,11 +117,12 @@ export interface ResolvedCoordinationOptions {
   requestTimeout: number;
   election: string | false;
   fencingEpoch: number;
+  shutdownTimeout: number;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
-  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
+  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal', 'shutdownTimeout',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -154,6 +172,12 @@ function integerIn(option: string, value: unknown, min: number, max: number, fal
     fail(option, Messages.problem.integerRange(min, max, value));
   }
   return value;
+}
+
+/** The drain's deadline: finite on purpose (see {@link CoordinationModuleOptions.shutdownTimeout}). */
+function shutdownTimeout(value: unknown): number {
+  if (value === Infinity) fail('shutdownTimeout', ShutdownMessages.infiniteTimeout());
+  return integerIn('shutdownTimeout', value, 0, MAX_SHUTDOWN_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS);
 }
 
 function isEtcdClient(value: unknown): value is Etcd3 {
@@ -246,5 +270,6 @@ export function resolveCoordinationOptions(
     requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
+    shutdownTimeout: shutdownTimeout(input.shutdownTimeout),
   };
 }

@@ -3,6 +3,7 @@ import { Messages } from '../coordination.messages.js';
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import {
   applicationBound,
   bindClass,
@@ -30,8 +31,9 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     private readonly discovery: DiscoveryService,
     locks: LockService,
     elections: ElectionService,
+    drain: ShutdownDrain,
   ) {
-    this.runtime = { locks, elections, logger: new Logger('Coordination') };
+    this.runtime = { locks, elections, logger: new Logger('Coordination'), drain };
   }
 
   onModuleInit(): void {

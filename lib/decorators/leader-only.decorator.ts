@@ -1,9 +1,9 @@
-import { InvalidUsageError } from '../errors/coordination.errors.js';
-import { Messages } from '../coordination.messages.js';
+import { InvalidUsageError, ShutdownError } from '../errors/coordination.errors.js';
+import { Messages, ShutdownMessages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { runWithLeadership } from '../context/coordination.context.js';
 import { describeTarget, isAsyncFunction, replaceMethod } from './method-wrapper.js';
-import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+import { isScheduled, markDecorated, resolveRuntime, type CoordinationRuntime } from './coordination.runtime.js';
 
 /**
  * Runs the method only while this instance leads `election` (the default
@@ -35,11 +35,20 @@ export function LeaderOnly(election?: string) {
       function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
         let leadership;
         let name: string | undefined;
+        let runtime: CoordinationRuntime;
         try {
-          const runtime = resolveRuntime(this, 'LeaderOnly', where);
+          runtime = resolveRuntime(this, 'LeaderOnly', where);
           name = election ?? runtime.elections.defaultElection;
           if (name === undefined) {
             throw new InvalidUsageError(Messages.leaderOnlyWithoutElection(where));
+          }
+          // During the shutdown drain no new leader-only run starts: a scheduler tick is skipped, a direct call refused.
+          if (runtime.drain.refuses()) {
+            if (isScheduled(leaderOnlyWrapper)) {
+              runtime.logger.debug(ShutdownMessages.scheduledSkipped(where));
+              return isAsync ? Promise.resolve(undefined) : undefined;
+            }
+            throw new ShutdownError(ShutdownMessages.refused(`@LeaderOnly ${where}`));
           }
           leadership = runtime.elections.leadership(name);
           if (!leadership) {
@@ -51,7 +60,9 @@ export function LeaderOnly(election?: string) {
           if (isAsync) return Promise.reject(err);
           throw err;
         }
-        return runWithLeadership(name, leadership, () => original.apply(this, args));
+        // A guarded run: shutdown keeps the leadership until it ends (or shutdownTimeout passes).
+        const lead = leadership;
+        return runtime.drain.run(() => runWithLeadership(name!, lead, () => original.apply(this, args)));
       },
     ) as TypedPropertyDescriptor<T>;
   };

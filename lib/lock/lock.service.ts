@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import { EtcdOps } from '../etcd/etcd-ops.js';
@@ -10,6 +10,8 @@ import type { AcquireOptions, QueueSpec } from '../queue/queue-spec.js';
 import type { LockHandle } from './lock-handle.js';
 import { mutexSpec, readWriteSpec, semaphoreSpec, type LockSpecContext } from './lock-specs.js';
 import { QueueSemaphore, type Semaphore } from './semaphore.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
+import { GatedLockable, GatedSemaphore } from '../shutdown/gated-lockable.js';
 
 export type { OnLocked };
 /** Options of {@link LockService.withLock} (the same as every `run`). */
@@ -36,7 +38,7 @@ export interface ReadWriteLock {
  * methods (`acquire`, `withLock`, `readLock`, ...) remain as shortcuts.
  */
 @Injectable()
-export class LockService implements OnModuleDestroy {
+export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
   private readonly context: LockSpecContext;
   private uniqueSequence = 0;
 
@@ -45,6 +47,7 @@ export class LockService implements OnModuleDestroy {
     private readonly ops: EtcdOps,
     private readonly engine: QueueEngine,
     @Inject(RESOLVED_COORDINATION_OPTIONS) options: ResolvedCoordinationOptions,
+    private readonly drain: ShutdownDrain,
   ) {
     this.context = {
       namespace: options.namespace,
@@ -55,7 +58,7 @@ export class LockService implements OnModuleDestroy {
 
   private lockable(spec: () => QueueSpec, name: string, kind: string, held: () => string): Lockable<LockHandle> {
     spec(); // validate the name now, not at the first call
-    return new QueueLockable<LockHandle>(this.engine, this.ops, spec, name, kind, held);
+    return new GatedLockable(new QueueLockable<LockHandle>(this.engine, this.ops, spec, name, kind, held), this.drain);
   }
 
   /** The mutex `name`. Cheap to call: the object holds no state. */
@@ -79,7 +82,7 @@ export class LockService implements OnModuleDestroy {
   semaphore(name: string, permits: number): Semaphore {
     const spec = () => semaphoreSpec(this.context, name, permits);
     spec(); // validate the name and permits now
-    return new QueueSemaphore(this.engine, this.ops, spec, name, permits);
+    return new GatedSemaphore(new QueueSemaphore(this.engine, this.ops, spec, name, permits), this.drain);
   }
 
   /**
@@ -151,7 +154,18 @@ export class LockService implements OnModuleDestroy {
       .map(({ name, key, mode, fencingToken }) => ({ name, key, mode: mode as LockHandle['mode'], fencingToken }));
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Shutdown, step 1: the drain begins (new guarded calls are refused; running ones go on). */
+  onModuleDestroy(): void {
+    this.drain.begin();
+  }
+
+  /**
+   * Shutdown, step 2 (the HTTP server still serves): waits for the running
+   * guarded runs up to `shutdownTimeout`, then ends every hold (signal
+   * first, then the key) before the session is revoked.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drain.settle();
     this.sessions.beginShutdown();
     await this.engine.shutdown();
   }

@@ -11,6 +11,7 @@ import { FakeCluster } from './fake-cluster.js';
 import { FakeOps, FakeWatches } from './fake-etcd.js';
 import { FakeSessionService } from './fake-session.js';
 import { QueueEngine } from '../queue/queue.engine.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { FakeCoordination } from './fake-coordination.js';
 import { resolveTestingOptions, TESTING_OPTIONS, type CoordinationTestingOptions, type ResolvedTestingOptions } from './testing-options.js';
 
@@ -58,17 +59,19 @@ export class CoordinationTestingModule {
             new QueueEngine(ops as unknown as EtcdOps, watches as unknown as EtcdWatches, sessions),
           inject: [FakeOps, FakeWatches, SessionService],
         },
+        // The same graceful drain on shutdown as CoordinationModule (option shutdownTimeout).
+        { provide: ShutdownDrain, useFactory: (o: ResolvedTestingOptions) => new ShutdownDrain(o.coordination.shutdownTimeout), inject: [TESTING_OPTIONS] },
         {
           provide: LockService,
-          useFactory: (sessions: SessionService, ops: FakeOps, engine: QueueEngine, o: ResolvedTestingOptions) =>
-            new LockService(sessions, ops as unknown as EtcdOps, engine, o.coordination),
-          inject: [SessionService, FakeOps, QueueEngine, TESTING_OPTIONS],
+          useFactory: (sessions: SessionService, ops: FakeOps, engine: QueueEngine, o: ResolvedTestingOptions, drain: ShutdownDrain) =>
+            new LockService(sessions, ops as unknown as EtcdOps, engine, o.coordination, drain),
+          inject: [SessionService, FakeOps, QueueEngine, TESTING_OPTIONS, ShutdownDrain],
         },
         {
           provide: ElectionService,
-          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: QueueEngine, o: ResolvedTestingOptions) =>
-            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination),
-          inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS],
+          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: QueueEngine, o: ResolvedTestingOptions, drain: ShutdownDrain) =>
+            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination, drain),
+          inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS, ShutdownDrain],
         },
         FakeCoordination,
         CoordinationExplorer,
