@@ -87,8 +87,16 @@ describe('graceful drain on shutdown (real etcd)', () => {
       t.diagnostic(`drain: ${Number(end.at) - drainAt} ms until the job ended; ${skipped.length} ticks skipped; exit ${JSON.stringify(exit)}`);
       assert.equal(logs(a, /every guarded run finished/).length, 1);
 
+      // b closes (app.close(), no signal) while a job of its own runs: the drain waits for it, and
+      // then nothing of the drain (its timer) keeps b's process alive: it exits by itself.
+      b.send({ type: 'job', id: 'b2', ms: 500 });
+      await b.waitForMessage({ type: 'job-start', id: 'b2' });
+      const bExited = b.exited;
       b.send({ type: 'close' });
+      const bEnd = await b.waitForMessage({ type: 'job-end', id: 'b2' }, 10_000);
+      assert.equal(bEnd.aborted, false);
       await b.waitForMessage('closed', 20_000);
+      await withDeadline(bExited, 10_000, 'b\'s process stayed alive after app.close() drained (a timer left behind?)');
       assert.deepEqual(await keysUnder(client, ns), []);
       assert.deepEqual((await leaseIds(client)).filter((id) => !leasesBefore.has(id)), []);
       await client.delete().prefix(results);

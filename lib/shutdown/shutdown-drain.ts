@@ -32,7 +32,8 @@ export type DrainOutcome = 'drained' | 'timeout';
  */
 export class ShutdownDrain {
   private readonly stopController = new AbortController();
-  private readonly context = new AsyncLocalStorage<true>();
+  /** The guarded run the current call chain belongs to; `open` turns false when it ends. */
+  private readonly context = new AsyncLocalStorage<{ open: boolean }>();
   private active = 0;
   private startedAt?: number;
   private settling?: Promise<DrainOutcome>;
@@ -62,9 +63,12 @@ export class ShutdownDrain {
     return this.active;
   }
 
-  /** Whether the current call chain is inside a guarded run. */
+  /**
+   * Whether the current call chain is inside a guarded run that is still
+   * running (work a run left behind, e.g. a timer, does not count after it ended).
+   */
   insideRun(): boolean {
-    return this.context.getStore() === true;
+    return this.context.getStore()?.open === true;
   }
 
   /** Whether a new guarded call must be refused now: draining, and not made from inside a running guarded run. */
@@ -83,14 +87,25 @@ export class ShutdownDrain {
    */
   run<T>(fn: () => T): T {
     if (this.insideRun()) return fn();
-    const result = this.context.run(true, fn);
-    if (!isPromiseLike(result)) return result;
+    const record = { open: true };
+    let result: T;
+    try {
+      result = this.context.run(record, fn);
+    } catch (err) {
+      record.open = false;
+      throw err;
+    }
+    if (!isPromiseLike(result)) {
+      record.open = false;
+      return result;
+    }
     this.active++;
     // `finally` returns a new promise that rejects as `result` does: a rejection nobody handles is still reported.
-    return Promise.resolve(result).finally(() => this.runEnded()) as T;
+    return Promise.resolve(result).finally(() => this.runEnded(record)) as T;
   }
 
-  private runEnded(): void {
+  private runEnded(record: { open: boolean }): void {
+    record.open = false;
     this.active--;
     if (this.active === 0) this.onIdle?.();
   }

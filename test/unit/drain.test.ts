@@ -93,6 +93,16 @@ describe('ShutdownDrain', () => {
     assert.equal(await zero.settle(), 'timeout');
   });
 
+  it('work a run leaves behind (a timer it set) is no longer inside it once the run ended', async () => {
+    const drain = new ShutdownDrain(1_000, quiet);
+    let fired: Promise<boolean> | undefined;
+    await drain.run(async () => {
+      fired = new Promise<boolean>((resolve) => setTimeout(() => resolve(drain.refuses()), 20));
+    });
+    drain.begin();
+    assert.equal(await fired, true, 'a timer set by a finished run was admitted during the drain');
+  });
+
   it('synchronous results are not tracked; nested runs count once', async () => {
     const drain = new ShutdownDrain(1_000, quiet);
     assert.equal(drain.run(() => 42), 42);
