@@ -26,6 +26,12 @@ export const Messages = {
   lockReleased: (name: string) => `Lock "${name}" was released`,
   notLeader: (election: string) => `This instance is not the leader of election "${election}"`,
   leadershipLost: (election: string) => `Leadership of election "${election}" was lost`,
+  handoverNoCandidate: (election: string) => `Cannot hand over election "${election}": no other candidate is waiting (leadership was kept)`,
+  handoverNoSuchCandidate: (election: string, to: string) =>
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: no waiting candidate has that value (leadership was kept)`,
+  handoverForeignCandidate: (election: string, to: string, key: string) =>
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not of this library (a Go or etcdctl candidate cannot be asked to step aside safely); leadership was kept`,
+  handoverRaced: (election: string) => `Cannot hand over election "${election}": the queue changed meanwhile (leadership was kept; try again)`,
   resigned: (election: string) => `Resigned from election "${election}"`,
   electionDisabled: () =>
     'The default election is disabled (option election: false); pass an election name explicitly.',
@@ -96,6 +102,12 @@ export const Messages = {
     `Gave up waiting for ${kind} "${name}" after ${ms} ms: etcd could not be reached meanwhile (${cause})`,
   holdLost: (kind: string, name: string) =>
     `The ${kind} "${name}" is no longer ours in etcd (its key was deleted or replaced): the guarded write was not made`,
+  heldKeyDeleted: (kind: string, name: string, key: string) =>
+    `The ${kind} "${name}" was lost: its key ${key} was deleted by someone else (an operator's etcdctl del, or a force release)`,
+  heldKeyReplaced: (kind: string, name: string, key: string) =>
+    `The ${kind} "${name}" was lost: its key ${key} was re-created or moved off our session lease by someone else`,
+  heldKeyForceReleased: (kind: string, name: string, by: string) =>
+    `The ${kind} "${name}" was force-released by ${JSON.stringify(by)}`,
   noSessionWithin: (ms: number) => `no etcd session could be made within ${ms} ms`,
   selfDeadlock: (kind: string, name: string, conflicting: string) =>
     `Cannot take ${kind} "${name}" while this call chain holds a conflicting lock on it (${conflicting}): it would wait for itself.`,

@@ -21,6 +21,7 @@ export type { Semaphore, WithPermitOptions } from './lock/semaphore.js';
 export type { LockHandle, LockMode } from './lock/lock-handle.js';
 export { ElectionService, type CampaignOptions, type ResignOptions } from './election/election.service.js';
 export type { LeadershipContext, LeaderInfo, LeaderState } from './election/leadership.js';
+export type { HandoverOptions, HandoverResult } from './election/handover.js';
 export { currentLock, currentLeadership } from './context/coordination.context.js';
 export * from './errors/coordination.errors.js';
 export { WithLock, type WithLockDecoratorOptions } from './decorators/with-lock.decorator.js';

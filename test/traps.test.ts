@@ -21,7 +21,7 @@ import {
 } from '../lib/index.js';
 import { etcdFixture } from './harness/etcd.js';
 import { startProxy } from './harness/proxy.js';
-import { closeApps, createApp, delay, eventually, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 
 const etcd = etcdFixture();
 
@@ -71,15 +71,20 @@ describe('no silent traps (real etcd)', () => {
     for (const [who, app] of [['a', a!], ['b', b!]] as const) {
       app.get(ElectionService).leader$.subscribe((state) => seen.push({ who, state }));
     }
+    const client = rawClient(etcd().endpoint);
     for (let round = 0; round < 5; round++) {
       const leader = [a!, b!].find((app) => app.get(ElectionService).isLeader());
       await eventually(() => [a!, b!].some((app) => app.get(ElectionService).isLeader()), 10_000, 'someone leads');
+      // The one that resigned last rejoins in the background: wait for its candidate key, or the
+      // leader would resign with nobody behind it and simply lead again.
+      await eventually(async () => (await keysUnder(client, `${ns}leader/`)).length === 2, 10_000, 'both candidates queued');
       const current = leader ?? [a!, b!].find((app) => app.get(ElectionService).isLeader())!;
       const next = current === a ? b! : a!;
       await current.get(ElectionService).resign();
       await eventually(() => next.get(ElectionService).isLeader(), 10_000, `promotion ${round}`);
       await delay(50);
     }
+    client.close();
     const contradictions = seen.filter(({ who, state }) => !state.isLeader && state.leader?.identity === who);
     assert.deepEqual(contradictions, [], 'no state names ourselves as leader while saying we are not');
     assert.ok(seen.filter((s) => s.state.isLeader).length >= 5, 'the promotions were seen');

@@ -14,6 +14,7 @@ import { QueueEngine } from '../queue/queue.engine.js';
 import type { AcquireOptions } from '../queue/queue-spec.js';
 import { Campaigns } from './campaigns.js';
 import { DefaultElection } from './default-election.js';
+import { handover, type HandoverOptions, type HandoverResult } from './handover.js';
 import { observeLeader } from './election-observer.js';
 import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import type { LeaderInfo, LeaderState, LeadershipContext } from './leadership.js';
@@ -170,6 +171,30 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy, BeforeApp
     const name = this.electionName(election);
     if (name === this.defaultElection && this.defaultElectionMachine) await this.defaultElectionMachine.resign(options?.rejoin ?? true);
     else await this.campaigns.resign(name);
+  }
+
+  /**
+   * Hands leadership of `election` (default election when omitted) to the
+   * next candidate, or to the candidate whose value is `options.to`, with no
+   * window without a leader longer than about one round trip, and never two
+   * leaders. Candidates of this library before the named one queue again at
+   * the back; a Go or `etcdctl` candidate in the way makes it refuse with
+   * HandoverError (nothing changed). NotLeaderError unless we lead. See
+   * lib/election/handover.ts.
+   */
+  async handover(election?: string, options: HandoverOptions = {}): Promise<HandoverResult> {
+    const name = this.electionName(election);
+    if (options.to !== undefined) checkValue(options.to, 'handover');
+    return handover(
+      {
+        ops: this.ops,
+        namespace: this.options.namespace,
+        name,
+        leadership: this.campaigns.leadership(name),
+        resign: () => this.resign(election, { rejoin: options.rejoin ?? true }),
+      },
+      options,
+    );
   }
 
   /** The current leader of `election`, or null when there is none. One etcd read. */

@@ -21,7 +21,8 @@ export type CoordinationErrorCode =
   | 'INVALID_USAGE'
   | 'NAME_IN_USE'
   | 'ETCD_HISTORY_RESET'
-  | 'HOLD_LOST';
+  | 'HOLD_LOST'
+  | 'HANDOVER_REFUSED';
 
 /** Base class of every error this library throws. */
 export class CoordinationError extends Error {
@@ -140,6 +141,13 @@ export class ShutdownError extends CoordinationError {
 export class NotLeaderError extends CoordinationError {
   constructor(readonly election: string, message: string) {
     super('NOT_LEADER', message);
+  }
+}
+
+/** A leadership hand-over was refused before anything changed (no such candidate, a foreign candidate in the way, a race). */
+export class HandoverError extends CoordinationError {
+  constructor(readonly election: string, message: string) {
+    super('HANDOVER_REFUSED', message);
   }
 }
 

@@ -66,7 +66,7 @@ export function readWriteSpec(context: LockSpecContext, name: string, mode: 'rea
     localQueue: false,
     key: (session) => Buffer.concat([mine, Buffer.from(`${session.leaseHex}-${context.nextUnique()}`)]),
     value: Buffer.from(context.identity),
-    policy: predecessorPolicy({ key: blocking, rangeEnd: prefixRangeEnd(blocking) }),
+    policy: predecessorPolicy({ key: blocking, rangeEnd: prefixRangeEnd(blocking) }, prefix),
     reentrantFrom: mode === 'read' ? [writeKey] : [],
     conflictsWith: mode === 'write' ? [readKey] : [],
     releasedReason: released(name),

@@ -1,4 +1,4 @@
-import type { EtcdOps, OlderKey, QueueView } from '../etcd/etcd-ops.js';
+import type { EtcdOps, KeyRange, OlderKey, QueueView } from '../etcd/etcd-ops.js';
 import type { EtcdWatches, WatchEvent, WatchTarget } from '../etcd/watch.js';
 import { NameInUseError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
@@ -18,6 +18,11 @@ export interface QueuedKey {
   myKey: Buffer;
   myRevision?: bigint;
   leaseId: bigint;
+  /**
+   * A revision at which etcd showed our key in place (the claim, the last
+   * check, or the event that handed us the turn): the hold watches its key from the next one.
+   */
+  knownAt?: bigint;
 }
 
 /**
@@ -47,6 +52,7 @@ export async function claimAndWait(
   // A key that already existed (a retried claim, or a campaign that kept its key) may
   // carry another value, and may have waited behind us: look where it stands.
   let waited = !claim.created;
+  queued.knownAt = claim.headerRevision;
   if (claim.created) view = claim;
   else if (!claim.existingValue.equals(spec.value)) {
     if (!(await ops.putIfRevision(queued.myKey, myRevision, spec.value, queued.leaseId, what))) throw new OwnKeyGoneError(queued.myKey);
@@ -55,25 +61,36 @@ export async function claimAndWait(
     if (signal.aborted) throw signal.reason;
     view ??= await ops.checkOlder(queued.myKey, myRevision, policy.range, policy.olderLimit, what);
     if (!view) throw new OwnKeyGoneError(queued.myKey);
+    queued.knownAt = view.headerRevision;
     assertSameKind(spec, view.older);
-    const standing = policy.standing(view.older, view.more, myRevision);
+    let standing = policy.standing(view.older, view.more, myRevision);
+    while (!standing.holds) {
+      if (tryOnly) return false;
+      waited = true;
+      const wait: WaitTarget = standing.wait;
+      const outcome = await waitAtMost(recheckMs, signal, (bounded) =>
+        watches.next(watchTarget(wait, view!.headerRevision), bounded, acceptor(wait, queued.myKey)),
+      );
+      if (outcome === 'failed') {
+        // Compaction or a cancelled watch: back off a little, then re-read the truth.
+        await sleep(backoffDelay(watchFailures++, 50, 2_000), signal);
+        break;
+      }
+      watchFailures = 0;
+      if (outcome === 'recheck' || wait.on !== 'turn') break;
+      // The one watch of a 'turn' wait delivers our own key's deletion before any later event.
+      if (outcome.kv.key.equals(queued.myKey)) throw new OwnKeyGoneError(queued.myKey);
+      if (!handsUsTheTurn(wait, outcome)) break; // etcd could not say how old the deleted key was: re-check
+      // An older holder left, our key was still there at that revision: we hold (docs/handoff.md).
+      queued.knownAt = BigInt(outcome.kv.mod_revision);
+      standing = { holds: true };
+    }
     if (standing.holds) {
       // Wake our successor, which watches only us for a change.
       if (waited && policy.touchOnGrant && !(await ops.putIfRevision(queued.myKey, myRevision, spec.value, queued.leaseId, what))) {
         throw new OwnKeyGoneError(queued.myKey);
       }
       return true;
-    }
-    if (tryOnly) return false;
-    waited = true;
-    const outcome = await waitAtMost(recheckMs, signal, (bounded) =>
-      watches.next(watchTarget(standing.wait, view!.headerRevision), bounded, acceptor(standing.wait)),
-    );
-    if (outcome === 'failed') {
-      // Compaction or a cancelled watch: back off a little, then re-read the truth.
-      await sleep(backoffDelay(watchFailures++, 50, 2_000), signal);
-    } else {
-      watchFailures = 0;
     }
     view = undefined;
   }
@@ -105,19 +122,32 @@ function watchTarget(wait: WaitTarget, headerRevision: bigint): WatchTarget {
       return { key: wait.key, fromRevision, deletesOnly: true };
     case 'change':
       return { key: wait.key, fromRevision };
-    case 'older-delete':
-      return { key: wait.range.key, prefix: true, fromRevision, deletesOnly: true, previous: true };
+    case 'turn':
+      return { key: wait.watch, prefix: true, fromRevision, deletesOnly: true, previous: true };
   }
 }
 
+const inRange = (key: Buffer, range: KeyRange): boolean =>
+  key.compare(range.key) >= 0 && (range.rangeEnd === undefined ? key.equals(range.key) : key.compare(range.rangeEnd) < 0);
+
+/** A deletion seen by a 'turn' wait that leaves no older key: the deleted key blocked us and was older than ours. */
+function handsUsTheTurn(wait: Extract<WaitTarget, { on: 'turn' }>, { kv, previous }: WatchEvent): boolean {
+  return previous !== undefined && inRange(kv.key, wait.blocking) && BigInt(previous.create_revision) < wait.maxCreateRevision;
+}
+
 /**
- * For `older-delete`: deletions of newer keys (waiters behind us giving up)
- * are filtered out with the previous key-value; when etcd cannot supply it
- * we wake anyway, since a spurious wake-up only costs a re-check.
+ * For `turn`: our own key's deletion, and deletions of older blocking keys;
+ * deletions of newer keys (waiters behind us giving up) and of keys that do
+ * not block us (other readers) are filtered out with the previous key-value.
+ * When etcd cannot supply it we wake anyway: the caller then re-checks.
  */
-function acceptor(wait: WaitTarget): (event: WatchEvent) => boolean {
-  if (wait.on !== 'older-delete') return () => true;
-  return ({ previous }) => !previous || BigInt(previous.create_revision) <= wait.maxCreateRevision;
+function acceptor(wait: WaitTarget, myKey: Buffer): (event: WatchEvent) => boolean {
+  if (wait.on !== 'turn') return () => true;
+  return ({ kv, previous }) => {
+    if (kv.key.equals(myKey)) return true;
+    if (!inRange(kv.key, wait.blocking)) return false;
+    return !previous || BigInt(previous.create_revision) < wait.maxCreateRevision;
+  };
 }
 
 /** Refuses a queue that holds keys of another kind's shape (the same name used as another kind elsewhere). */

@@ -18,6 +18,7 @@ import { Messages } from '../coordination.messages.js';
 import { backoffDelay, operationSignal, raceSignal, sleep, type OperationSignal } from '../util/abort.js';
 import { LocalMutexMap } from './local-mutex.js';
 import { Hold, ReentrantHold } from './hold.js';
+import { watchHeldKey } from './held-key-watch.js';
 import { KeyRemover } from './key-removal.js';
 import { NameRegistry } from './name-registry.js';
 import { claimAndWait, OwnKeyGoneError, type QueuedKey } from './queue-wait.js';
@@ -191,7 +192,7 @@ export class QueueEngine {
       // or if the session deadline passed: never hand out a hold that may not be held.
       if (op.signal.aborted) throw op.signal.reason;
       session.throwIfEnded();
-      return this.createHold(spec, session, queued.myKey, queued.myRevision!);
+      return this.createHold(spec, session, queued.myKey, queued.myRevision!, queued.knownAt!);
     } catch (err) {
       // Remove our key (a waiter, or a claim whose answer was lost) before reporting.
       if (claimAttempted) await this.removals.remove(session, queued.myKey, queued.myRevision, what);
@@ -203,7 +204,7 @@ export class QueueEngine {
     }
   }
 
-  private createHold<H extends Hold>(spec: QueueSpec<H>, session: EtcdSession, key: Buffer, revision: bigint): H {
+  private createHold<H extends Hold>(spec: QueueSpec<H>, session: EtcdSession, key: Buffer, revision: bigint, knownAt: bigint): H {
     const endUse = this.names.use(spec.name, spec.registryKind);
     const what = `${spec.kind} "${spec.name}"`;
     const init = {
@@ -228,6 +229,8 @@ export class QueueEngine {
     };
     const hold: H = spec.createHold ? spec.createHold(init) : (new Hold(init) as H);
     this.held.add(hold);
+    // Someone else deleting or replacing our key (etcdctl del, a force release) ends the hold at once.
+    watchHeldKey(this.watches, this.ops, hold, spec.kind, knownAt + 1n, (reason) => void hold.revoke(reason).catch(() => undefined));
     return hold;
   }
 

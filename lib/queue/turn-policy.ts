@@ -10,8 +10,14 @@ export type WaitTarget =
   | { on: 'delete'; key: Buffer }
   /** A PUT or DELETE of this key (our predecessor left, or got its permit and touched its key). */
   | { on: 'change'; key: Buffer }
-  /** The deletion of any key of `range` created at or before `maxCreateRevision` (a holder left). */
-  | { on: 'older-delete'; range: KeyRange; maxCreateRevision: bigint };
+  /**
+   * We are next: every key older than ours holds. The deletion of any key of
+   * `blocking` created before `maxCreateRevision` (ours) hands us the turn
+   * WITHOUT a re-check read, and the deletion of our own key (under the
+   * prefix `watch`) loses our place. Both are seen through ONE watch of `watch`, whose events
+   * etcd delivers in revision order: see docs/handoff.md for why this is safe.
+   */
+  | { on: 'turn'; watch: Buffer; blocking: KeyRange; maxCreateRevision: bigint };
 
 /** Where our key stands: we hold, or we wait for `wait` and look again. */
 export type Standing = { holds: true } | { holds: false; wait: WaitTarget };
@@ -46,16 +52,21 @@ export interface TurnPolicy {
  * key, our predecessor, for its deletion. Serves the mutex and the election
  * (range = the name's prefix), the read lock (range = the `write/` keys: a
  * reader waits only for older writers) and the write lock (range = every
- * key of the name).
+ * key of the name). `queue` is the prefix of the name's keys (ours among them): the next in line watches it to take the turn without a re-check.
  */
-export function predecessorPolicy(range: KeyRange): TurnPolicy {
+export function predecessorPolicy(range: KeyRange, queue: Buffer = range.key): TurnPolicy {
   return {
     range,
     olderLimit: 1,
     touchOnGrant: false,
-    standing: (older) => {
+    standing: (older, more, myRevision) => {
       const predecessor = older[0];
-      return predecessor ? { holds: false, wait: { on: 'delete', key: predecessor.key } } : { holds: true };
+      if (!predecessor) return { holds: true };
+      // The predecessor is the only older key: it holds, and its deletion hands us the turn
+      // (no older key can ever appear). A predecessor that is itself a waiter may leave while
+      // keys older than it still hold: then only a re-check can tell (the 'delete' target).
+      if (!more) return { holds: false, wait: { on: 'turn', watch: queue, blocking: range, maxCreateRevision: myRevision } };
+      return { holds: false, wait: { on: 'delete', key: predecessor.key } };
     },
   };
 }
@@ -63,7 +74,8 @@ export function predecessorPolicy(range: KeyRange): TurnPolicy {
 /**
  * The counting semaphore's rule: the `permits` oldest keys hold, so permits
  * are granted in arrival order. The first waiter (exactly `permits` older
- * keys) watches the range for the deletion of any older key; every later
+ * keys, all holding) watches the range for the deletion of any older key,
+ * which hands it a permit without a re-check; every later
  * waiter watches only its predecessor for a change: its deletion, or the
  * touch it makes when it gets its permit (then we may be the first waiter).
  * One hand-off therefore wakes O(1) waiters, whatever the queue length.
@@ -76,7 +88,7 @@ export function permitsPolicy(range: KeyRange, permits: number): TurnPolicy {
     standing: (older, more, myRevision) => {
       if (older.length < permits) return { holds: true };
       if (older.length === permits && !more) {
-        return { holds: false, wait: { on: 'older-delete', range, maxCreateRevision: myRevision } };
+        return { holds: false, wait: { on: 'turn', watch: range.key, blocking: range, maxCreateRevision: myRevision } };
       }
       return { holds: false, wait: { on: 'change', key: older[0]!.key } };
     },

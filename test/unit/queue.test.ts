@@ -21,10 +21,26 @@ describe('predecessor policy (mutex, election, read, write)', () => {
     assert.deepEqual(policy.standing([], false, 10n), { holds: true });
   });
 
-  it('waits for the deletion of the newest older key only (no herd)', () => {
+  it('a waiter in the middle (more older keys) waits for its predecessor\'s deletion and then re-checks', () => {
+    // The predecessor is itself a waiter: it may leave (abort) while older keys still hold, so its
+    // deletion must NOT hand us the turn. This is the case the re-check-free hand-off must never cover.
     const standing = policy.standing(older(['n/b', 7]), true, 10n);
     assert.equal(standing.holds, false);
     assert.ok(!standing.holds && standing.wait.on === 'delete' && standing.wait.key.toString() === 'n/b');
+  });
+
+  it('the next in line (its predecessor is the only older key: the holder) takes the turn on that deletion', () => {
+    const standing = policy.standing(older(['n/b', 7]), false, 10n);
+    assert.ok(!standing.holds && standing.wait.on === 'turn');
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.maxCreateRevision === 10n);
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.watch.toString() === 'n/', 'watches the name: our own key too');
+  });
+
+  it('a reader next in line watches the whole name (its own key is under read/) but is handed the turn only by writers', () => {
+    const reader = predecessorPolicy(range('rw/write/'), key('rw/'));
+    const standing = reader.standing(older(['rw/write/a', 3]), false, 10n);
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.watch.toString() === 'rw/');
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.blocking.key.toString() === 'rw/write/');
   });
 
   it('reads one older key and never re-puts its key', () => {
@@ -43,8 +59,8 @@ describe('permits policy (semaphore)', () => {
 
   it('the first waiter (exactly permits older keys) watches the range for an older deletion', () => {
     const standing = policy.standing(older(['s/c', 6], ['s/b', 5], ['s/a', 4]), false, 9n);
-    assert.ok(!standing.holds && standing.wait.on === 'older-delete');
-    assert.ok(!standing.holds && standing.wait.on === 'older-delete' && standing.wait.maxCreateRevision === 9n);
+    assert.ok(!standing.holds && standing.wait.on === 'turn');
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.maxCreateRevision === 9n);
   });
 
   it('a later waiter watches its predecessor for a change (its touch or its deletion)', () => {

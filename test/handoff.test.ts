@@ -1,0 +1,162 @@
+// The hand-off without a re-check read (docs/handoff.md) and the held-key watch: someone else
+// deleting a held or waiting key. Real etcd; three applications with their own clients and sessions,
+// all in this process so one clock orders what each believed.
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { INestApplicationContext } from '@nestjs/common';
+import { ElectionService, HoldLostError, LockService, type CoordinationHold } from '../lib/index.js';
+import { etcdFixture } from './harness/etcd.js';
+import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+
+const etcd = etcdFixture();
+
+/** Who believes it holds, when: any two overlapping intervals are a double holder. */
+class Intervals {
+  private readonly open = new Map<string, number>();
+  readonly overlaps: string[] = [];
+  readonly order: string[] = [];
+
+  track(who: string, hold: CoordinationHold): void {
+    const now = performance.now();
+    for (const [other] of this.open) this.overlaps.push(`${who} acquired while ${other} held`);
+    this.open.set(who, now);
+    this.order.push(who);
+    hold.signal.addEventListener('abort', () => this.open.delete(who), { once: true });
+  }
+}
+
+async function apps(ns: string, count: number): Promise<INestApplicationContext[]> {
+  const made: INestApplicationContext[] = [];
+  for (let i = 0; i < count; i++) made.push(await createApp({ hosts: etcd().endpoint, namespace: ns, identity: `app-${i}` }));
+  return made;
+}
+
+/** Waits until `count` keys are queued under `prefix` (the waiters have claimed). */
+async function queued(ns: string, prefix: string, count: number): Promise<string[]> {
+  const client = rawClient(etcd().endpoint);
+  try {
+    let keys: string[] = [];
+    await eventually(async () => (keys = await keysUnder(client, `${ns}${prefix}`)).length === count, 10_000, `${count} keys under ${prefix}`);
+    return keys;
+  } finally {
+    client.close();
+  }
+}
+
+describe('hand-off and keys deleted by someone else (real etcd)', () => {
+  after(() => closeApps());
+
+  it('a waiter in the middle that gives up does not hand its successor the lock while the holder holds', async () => {
+    // The case the re-check-free hand-off must NOT cover: C's predecessor B is a waiter, so
+    // B's deletion says nothing about A. Applying the rule here would make C a second holder.
+    const ns = uniqueNamespace('handoff-middle');
+    const [a, b, c] = await apps(ns, 3);
+    const seen = new Intervals();
+    const holdA = await a!.get(LockService).acquire('job');
+    seen.track('A', holdA);
+    const giveUp = new AbortController();
+    const waitB = b!.get(LockService).acquire('job', { signal: giveUp.signal });
+    await queued(ns, 'job/', 2);
+    const waitC = c!.get(LockService).acquire('job').then((hold) => (seen.track('C', hold), hold));
+    await queued(ns, 'job/', 3);
+    giveUp.abort();
+    await assert.rejects(waitB, (err: unknown) => (err as { code?: string }).code === 'LOCK_ABORTED');
+    await delay(300); // C has seen B's deletion and re-checked
+    assert.deepEqual(seen.order, ['A'], 'C must still wait for A');
+    await holdA.release();
+    const holdC = await waitC;
+    assert.deepEqual(seen.overlaps, []);
+    assert.deepEqual(seen.order, ['A', 'C']);
+    await holdC.release();
+  });
+
+  it('the same for a semaphore: the second waiter, behind a waiter that gives up, keeps waiting for a permit', async () => {
+    const ns = uniqueNamespace('handoff-sem');
+    const [a, b, c] = await apps(ns, 3);
+    const sem = (app: INestApplicationContext) => app.get(LockService).semaphore('pool', 2);
+    const first = await sem(a!).acquire();
+    const second = await sem(a!).acquire();
+    const giveUp = new AbortController();
+    const waitB = sem(b!).acquire({ signal: giveUp.signal });
+    await queued(ns, 'pool/', 3);
+    let cHolds = false;
+    const waitC = sem(c!).acquire().then((hold) => ((cHolds = true), hold));
+    await queued(ns, 'pool/', 4);
+    giveUp.abort();
+    await assert.rejects(waitB);
+    await delay(300);
+    assert.equal(cHolds, false, 'both permits are still held');
+    await first.release();
+    const holdC = await waitC;
+    assert.equal(second.isHeld(), true);
+    await Promise.all([holdC.release(), second.release()]);
+  });
+
+  it('a held key deleted by someone else: the holder is told at once (signal, isHeld, HoldLostError) and nothing is left', async () => {
+    const ns = uniqueNamespace('handoff-held');
+    const [a] = await apps(ns, 1);
+    const client = rawClient(etcd().endpoint);
+    try {
+      for (const acquire of [
+        () => a!.get(LockService).acquire('job'),
+        () => a!.get(LockService).readWriteLock('rw').read.acquire(),
+        () => a!.get(LockService).readWriteLock('rw2').write.acquire(),
+        () => a!.get(LockService).semaphore('pool', 3).acquire(),
+        () => a!.get(ElectionService).campaign('elect'),
+      ]) {
+        const hold: CoordinationHold = await acquire();
+        await delay(100); // the key watch is created in the background
+        const deleted = performance.now();
+        await client.delete().key(hold.key); // an operator's etcdctl del
+        await eventually(() => hold.signal.aborted, 5_000, `${hold.mode} "${hold.name}" told of the deletion`);
+        const toldAfter = performance.now() - deleted;
+        assert.equal(hold.isHeld(), false);
+        assert.ok(hold.signal.reason instanceof HoldLostError, String(hold.signal.reason));
+        assert.match((hold.signal.reason as Error).message, /deleted by someone else/);
+        assert.ok(toldAfter < 2_000, `told after ${toldAfter.toFixed(0)} ms, within one watch delivery`);
+        await hold.release(); // a no-op now
+      }
+      // A key re-created on another lease (or none) is not ours either.
+      const hold = await a!.get(LockService).acquire('job2');
+      await delay(100);
+      await client.put(hold.key).value('someone else');
+      await eventually(() => hold.signal.aborted, 5_000, 'told of the replacement');
+      assert.match((hold.signal.reason as Error).message, /moved off our session lease/);
+      await hold.release();
+      assert.deepEqual(await keysUnder(client, ns), [], 'nothing left behind');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a waiting key deleted by someone else: that waiter queues again, and no two holders ever follow', async () => {
+    const ns = uniqueNamespace('handoff-waiting');
+    const [a, b, c] = await apps(ns, 3);
+    const client = rawClient(etcd().endpoint);
+    const seen = new Intervals();
+    try {
+      const holdA = await a!.get(LockService).acquire('job');
+      seen.track('A', holdA);
+      const waitB = b!.get(LockService).acquire('job').then((hold) => (seen.track('B', hold), hold));
+      const keyB = (await queued(ns, 'job/', 2)).find((key) => key !== holdA.key);
+      const waitC = c!.get(LockService).acquire('job').then((hold) => (seen.track('C', hold), hold));
+      await queued(ns, 'job/', 3);
+      await client.delete().key(keyB!); // B is next in line: it watches A and its own key on one watch
+      await eventually(async () => (await keysUnder(client, `${ns}job/`)).length === 3, 10_000, 'B queued again, behind C');
+      await delay(200);
+      assert.deepEqual(seen.order, ['A']);
+      await holdA.release();
+      const holdC = await waitC;
+      await delay(200);
+      assert.deepEqual(seen.order, ['A', 'C'], 'C, then B (who lost its place)');
+      await holdC.release();
+      const holdB = await waitB;
+      assert.deepEqual(seen.overlaps, []);
+      await holdB.release();
+      assert.deepEqual(await keysUnder(client, ns), []);
+    } finally {
+      client.close();
+    }
+  });
+});
