@@ -9,7 +9,7 @@ import { etcdFixture } from './harness/etcd.js';
 import type { JsonMessage, NodeProcess } from './harness/processes.js';
 import { spawnWorker, type WorkerConfig } from './support/workers.js';
 import { closeApps, createApp, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
-import { LockService, ShutdownError, WithLock, currentLock } from '../lib/index.js';
+import { ElectionService, LockService, ShutdownError, WithLock, currentLock } from '../lib/index.js';
 import { CoordinationTestingModule } from '../lib/testing/index.js';
 import { ShutdownDrain } from '../lib/shutdown/shutdown-drain.js';
 
@@ -219,14 +219,31 @@ describe('graceful drain on shutdown (real etcd)', () => {
     const locks = app.get(LockService);
     const running = job.run();
     await eventually(() => job.log.includes('start'), 5_000, 'job started');
+    // A semaphore run is a guarded run too; a plain acquire queued behind the job is a wait, not a run.
+    const permitRun = locks.semaphore('kit-sem', 2).withPermit(async (permit) => {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      return permit.signal.aborted ? 'aborted' : 'permit done';
+    });
+    const queued = locks.acquire('kit-job').then(() => 'acquired', (err: unknown) => err);
+    await eventually(() => locks.heldLocks().length === 2, 5_000, 'the permit is held');
     const closing = app.close();
     await eventually(() => app.get(ShutdownDrain).draining, 5_000, 'the drain begins');
-    assert.equal(locks.heldLocks().length, 1, 'the running job keeps its lock during the drain');
-    await assert.rejects(locks.acquire('other'), (err: unknown) => err instanceof ShutdownError && err.code === 'SHUTTING_DOWN');
-    await assert.rejects(job.run(), ShutdownError);
+    const stopped = await queued;
+    assert.ok(stopped instanceof ShutdownError && /stopped waiting/.test(stopped.message), `the queued acquire: ${String(stopped)}`);
+    assert.equal(locks.heldLocks().length, 2, 'the running job and permit keep their holds during the drain');
+    const isShutdown = (err: unknown) => err instanceof ShutdownError && err.code === 'SHUTTING_DOWN';
+    await assert.rejects(locks.acquire('other'), isShutdown);
+    await assert.rejects(locks.tryAcquire('other'), isShutdown);
+    await assert.rejects(locks.withLock('other', () => 1), isShutdown);
+    await assert.rejects(locks.semaphore('kit-sem', 2).withPermit(() => 1), isShutdown);
+    await assert.rejects(locks.readWriteLock('rw').read.tryAcquire(), isShutdown);
+    await assert.rejects(app.get(ElectionService).campaign('other'), isShutdown);
+    await assert.rejects(app.get(ElectionService).election().run(() => 1), isShutdown);
+    await assert.rejects(job.run(), isShutdown);
     await closing;
     await running;
     assert.deepEqual(job.log, ['start', 'end']);
+    assert.equal(await permitRun, 'permit done');
   });
 });
 
