@@ -4,6 +4,7 @@
 import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Injectable, Module } from '@nestjs/common';
+import { Interval, ScheduleModule } from '@nestjs/schedule';
 import { NestFactory } from '@nestjs/core';
 import { etcdFixture } from './harness/etcd.js';
 import type { JsonMessage, NodeProcess } from './harness/processes.js';
@@ -172,10 +173,12 @@ describe('graceful drain on shutdown (real etcd)', () => {
     try {
       @Injectable()
       class Job {
+        started = false;
         ended?: { aborted: boolean; at: number };
         @WithLock('close-job')
         async run(ms: number): Promise<void> {
           const lock = currentLock()!;
+          this.started = true;
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, ms);
             lock.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
@@ -187,7 +190,9 @@ describe('graceful drain on shutdown (real etcd)', () => {
         const app = await createApp({ hosts: etcd().endpoint, namespace: ns, shutdownTimeout, providers: [Job] });
         const job = app.get(Job);
         const running = job.run(1_000).then(() => 'done', (err: unknown) => err);
-        await eventually(async () => (await keysUnder(client, `${ns}close-job/`)).length === 1, 10_000, 'job holds the lock');
+        // Running, not just queued: a run still waiting for its lock when the drain begins is stopped instead.
+        await eventually(() => job.started, 10_000, 'job runs');
+        assert.equal((await keysUnder(client, `${ns}close-job/`)).length, 1);
         await app.close();
         const closedAt = Date.now();
         assert.ok(job.ended, `shutdownTimeout ${shutdownTimeout}: close() returned before the job ended`);
@@ -245,11 +250,54 @@ describe('graceful drain on shutdown (real etcd)', () => {
     assert.deepEqual(job.log, ['start', 'end']);
     assert.equal(await permitRun, 'permit done');
   });
+
+  it('testing kit: a scheduled tick that waits for the lock when the drain begins is skipped, not logged as an error', async () => {
+    const lines: Array<{ level: string; message: string }> = [];
+    const capture = (level: string) => (message: unknown) => void lines.push({ level, message: String(message instanceof Error ? message.message : message) });
+    @Injectable()
+    class Ticks {
+      runs = 0;
+      @Interval(30)
+      @WithLock('kit-tick')
+      async tick(): Promise<void> {
+        this.runs++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
+    @Module({ imports: [ScheduleModule.forRoot(), CoordinationTestingModule.forRoot({ shutdownTimeout: 5_000 })], providers: [Ticks] })
+    class TickApp {}
+    const app = await NestFactory.createApplicationContext(TickApp, {
+      logger: { log: capture('log'), error: capture('error'), warn: capture('warn'), debug: capture('debug'), verbose: capture('verbose') },
+    });
+    const ticks = app.get(Ticks);
+    await eventually(() => ticks.runs > 0, 5_000, 'ticks run');
+    // Hold the tick's lock in a run of our own so that the next ticks queue behind it, then close.
+    const release = deferred();
+    let inside = false;
+    const holding = app.get(LockService).withLock('kit-tick', () => ((inside = true), release.promise));
+    await eventually(() => inside, 5_000, 'our run holds the lock');
+    await new Promise((resolve) => setTimeout(resolve, 100)); // a few ticks queue
+    const runsBefore = ticks.runs;
+    const closing = app.close();
+    await eventually(() => app.get(ShutdownDrain).draining, 5_000, 'the drain begins');
+    await eventually(() => lines.some((l) => l.level === 'debug' && /Ticks\.tick\(\) skipped: the application is shutting down/.test(l.message)), 5_000, 'a queued tick was skipped');
+    release.resolve();
+    await holding;
+    await closing;
+    assert.equal(ticks.runs, runsBefore, 'a tick ran during the drain');
+    assert.deepEqual(lines.filter((l) => l.level === 'error'), [], 'errors were logged');
+  });
 });
 
 /** SIGTERM without the harness's kill() (which SIGKILLs after 5 s): the drain may take longer. */
 function terminate(worker: NodeProcess): void {
   process.kill(worker.pid!, 'SIGTERM');
+}
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((res) => (resolve = res));
+  return { promise, resolve };
 }
 
 async function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -1,9 +1,10 @@
-import { InvalidUsageError, ShutdownError } from '../errors/coordination.errors.js';
-import { Messages, ShutdownMessages } from '../coordination.messages.js';
+import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { runWithLeadership } from '../context/coordination.context.js';
 import { describeTarget, isAsyncFunction, replaceMethod } from './method-wrapper.js';
-import { isScheduled, markDecorated, resolveRuntime, type CoordinationRuntime } from './coordination.runtime.js';
+import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+import { drainAware } from '../shutdown/drain-aware.js';
 
 /**
  * Runs the method only while this instance leads `election` (the default
@@ -32,23 +33,15 @@ export function LeaderOnly(election?: string) {
     const isAsync = isAsyncFunction(descriptor.value);
     markDecorated(target);
     return replaceMethod(descriptor, (original) =>
-      function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
+      // The shutdown drain first; each run counts as a guarded run (the leadership is kept until it ends).
+      drainAware({ decorator: 'LeaderOnly', where, isAsync, track: true }, function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
         let leadership;
         let name: string | undefined;
-        let runtime: CoordinationRuntime;
         try {
-          runtime = resolveRuntime(this, 'LeaderOnly', where);
+          const runtime = resolveRuntime(this, 'LeaderOnly', where);
           name = election ?? runtime.elections.defaultElection;
           if (name === undefined) {
             throw new InvalidUsageError(Messages.leaderOnlyWithoutElection(where));
-          }
-          // During the shutdown drain no new leader-only run starts: a scheduler tick is skipped, a direct call refused.
-          if (runtime.drain.refuses()) {
-            if (isScheduled(leaderOnlyWrapper)) {
-              runtime.logger.debug(ShutdownMessages.scheduledSkipped(where));
-              return isAsync ? Promise.resolve(undefined) : undefined;
-            }
-            throw new ShutdownError(ShutdownMessages.refused(`@LeaderOnly ${where}`));
           }
           leadership = runtime.elections.leadership(name);
           if (!leadership) {
@@ -60,10 +53,8 @@ export function LeaderOnly(election?: string) {
           if (isAsync) return Promise.reject(err);
           throw err;
         }
-        // A guarded run: shutdown keeps the leadership until it ends (or shutdownTimeout passes).
-        const lead = leadership;
-        return runtime.drain.run(() => runWithLeadership(name!, lead, () => original.apply(this, args)));
-      },
+        return runWithLeadership(name, leadership, () => original.apply(this, args));
+      }),
     ) as TypedPropertyDescriptor<T>;
   };
 }

@@ -1,11 +1,12 @@
 import type { OnLocked } from '../queue/lockable.js';
-import { InvalidUsageError, ShutdownError } from '../errors/coordination.errors.js';
-import { Messages, ShutdownMessages } from '../coordination.messages.js';
+import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { describeTarget, replaceMethod } from './method-wrapper.js';
-import { isScheduled, markDecorated, resolveRuntime } from './coordination.runtime.js';
+import { markDecorated, resolveRuntime } from './coordination.runtime.js';
 import { validatePermits } from '../lock/permits.js';
 import { validateTimeout } from '../queue/queue-spec.js';
+import { drainAware } from '../shutdown/drain-aware.js';
 
 /** Options of {@link WithLock}. */
 export interface WithLockDecoratorOptions {
@@ -55,14 +56,9 @@ export function WithLock<A extends unknown[] = any[]>(
     const where = describeTarget(target, propertyKey);
     markDecorated(target);
     return replaceMethod(descriptor, (original) =>
-      async function withLockWrapper(this: unknown, ...args: unknown[]) {
+      // The shutdown drain first: ticks skipped, direct calls refused, while running jobs finish.
+      drainAware({ decorator: 'WithLock', where, isAsync: true, track: false }, async function withLockWrapper(this: unknown, ...args: unknown[]) {
         const runtime = resolveRuntime(this, 'WithLock', where);
-        // During the shutdown drain a scheduler tick is skipped; a direct call gets ShutdownError (from LockService).
-        const scheduled = isScheduled(withLockWrapper);
-        if (scheduled && runtime.drain.refuses()) {
-          runtime.logger.debug(ShutdownMessages.scheduledSkipped(where));
-          return undefined;
-        }
         const lockName = typeof name === 'function' ? name(...(args as A)) : name;
         const run = () => original.apply(this, args);
         const acquireOptions = { onLocked: options.onLocked, timeout: options.timeout };
@@ -72,26 +68,17 @@ export function WithLock<A extends unknown[] = any[]>(
           return run();
         };
         let result: unknown;
-        try {
-          if (options.permits !== undefined) {
-            result = await runtime.locks.semaphore(lockName, options.permits).run(runOnce, acquireOptions);
-          } else if (options.mode === 'read' || options.mode === 'write') {
-            const rw = options.mode === 'read' ? runtime.locks.withReadLock : runtime.locks.withWriteLock;
-            result = await rw.call(runtime.locks, lockName, runOnce, acquireOptions);
-          } else {
-            result = await runtime.locks.withLock(lockName, runOnce, acquireOptions);
-          }
-        } catch (err) {
-          // A tick that was still waiting for the lock when shutdown began: skipped, not an error to log.
-          if (scheduled && !ran && err instanceof ShutdownError) {
-            runtime.logger.debug(ShutdownMessages.scheduledSkipped(where));
-            return undefined;
-          }
-          throw err;
+        if (options.permits !== undefined) {
+          result = await runtime.locks.semaphore(lockName, options.permits).run(runOnce, acquireOptions);
+        } else if (options.mode === 'read' || options.mode === 'write') {
+          const rw = options.mode === 'read' ? runtime.locks.withReadLock : runtime.locks.withWriteLock;
+          result = await rw.call(runtime.locks, lockName, runOnce, acquireOptions);
+        } else {
+          result = await runtime.locks.withLock(lockName, runOnce, acquireOptions);
         }
         if (!ran) runtime.logger.debug(Messages.log.withLockSkipped(where, lockName));
         return result;
-      },
+      }),
     ) as TypedPropertyDescriptor<T>;
   };
 }

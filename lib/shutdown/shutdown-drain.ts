@@ -38,6 +38,8 @@ export class ShutdownDrain {
   private startedAt?: number;
   private settling?: Promise<DrainOutcome>;
   private onIdle?: () => void;
+  /** ShutdownErrors made by admit() and stoppable(): the call never ran. */
+  private readonly refusals = new WeakSet<object>();
 
   constructor(
     /** ms from `begin()` until running runs lose their holds; 0 = at once. */
@@ -78,7 +80,18 @@ export class ShutdownDrain {
 
   /** Throws ShutdownError naming `what` when {@link refuses}. */
   admit(what: string): void {
-    if (this.refuses()) throw new ShutdownError(ShutdownMessages.refused(what));
+    if (this.refuses()) throw this.refusal(ShutdownMessages.refused(what));
+  }
+
+  /** Whether `err` is a refusal of this drain (admit() or a stopped wait): the call did not run. */
+  isRefusal(err: unknown): boolean {
+    return typeof err === 'object' && err !== null && this.refusals.has(err);
+  }
+
+  private refusal(message: string): ShutdownError {
+    const err = new ShutdownError(message);
+    this.refusals.add(err);
+    return err;
   }
 
   /**
@@ -125,7 +138,7 @@ export class ShutdownDrain {
     } catch (err) {
       // Only our own abort is translated: its reason is the drain's, by identity.
       if (op.cause() === 'other' && (err === this.stopSignal.reason || (err instanceof LockAbortedError && err.cause === this.stopSignal.reason))) {
-        throw new ShutdownError(ShutdownMessages.waitStopped(what));
+        throw this.refusal(ShutdownMessages.waitStopped(what));
       }
       throw err;
     } finally {
