@@ -265,6 +265,28 @@ export const TestingMessages = {
 } as const;
 
 // ---------------------------------------------------------------------------
+// Operating it (issue 15): LockService.forceRelease and the CLI's release.
+// ---------------------------------------------------------------------------
+
+/** Texts of forced releases (`LockService.forceRelease`, `nest-etcd-coordination release`). Never include a secret. */
+export const OperateMessages = {
+  notAMutexHolder: (name: string, key: string, kind: string) =>
+    `forceRelease("${name}"): the oldest key ${JSON.stringify(key)} is ` +
+    (kind === 'foreign'
+      ? 'not a lock key (not of the form <name>/<lease hex>): nothing deleted'
+      : `a ${kind} key, and a ${kind} can have several holders: name the one to delete ({ key } in the API, --holder-key in the CLI; see \`nest-etcd-coordination inspect\`)`),
+  keyOutsideName: (name: string, key: string, prefix: string) =>
+    `forceRelease("${name}"): key ${JSON.stringify(key)} is not one of this name's keys (they start with ${JSON.stringify(prefix)})`,
+  invalidRevision: (value: unknown) =>
+    `forceRelease: revision must be a positive bigint (the create revision shown by inspect), got ${typeof value === 'bigint' ? value.toString() : typeof value}`,
+  invalidOptions: () => 'forceRelease: options must be an object like { key?: string, revision?: bigint }',
+  /** Logged at warn by the instance (or CLI user) that deleted a holder's key. */
+  forceReleased: (by: string, name: string, key: string, leaseHex: string, revision: bigint, holder: string) =>
+    `force release by ${JSON.stringify(by)}: deleted ${JSON.stringify(key)} of "${name}" ` +
+    `(holder ${holder === '' ? '(identity not recorded)' : JSON.stringify(holder)}, lease ${leaseHex}, revision ${revision})`,
+} as const;
+
+// ---------------------------------------------------------------------------
 // Graceful drain on shutdown (issue 12.6): lib/shutdown/.
 // ---------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ export {
   type LockHolder,
   type HeldLockInfo,
   type ReadWriteLock,
+  type ForceReleaseOptions,
+  type ForcedRelease,
 } from './lock/lock.service.js';
 export type { AcquireOptions } from './queue/queue-spec.js';
 export type { CoordinationHold, HoldMode } from './queue/hold.js';

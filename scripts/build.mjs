@@ -10,7 +10,7 @@
 // Any tsc error fails the build with tsc's full output.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +19,8 @@ const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
 const DEFAULT_PROJECTS = ['tsconfig.json', 'tsconfig.build.json', 'tsconfig.cjs.json'];
 // dist flavours need a nested package.json: "type" must match the emitted module format.
 const FLAVOUR_MARKERS = { 'dist/esm': 'module', 'dist/cjs': 'commonjs' };
+// The package's bin (package.json "bin"), relative to each outDir that holds lib/: executable.
+const BIN_FILES = { 'dist/esm': 'cli/main.js', 'dist/cjs': 'cli/main.js', build: 'lib/cli/main.js' };
 
 function run(cmd, args) {
   return new Promise((resolve) => {
@@ -69,6 +71,10 @@ async function main() {
     if (!outDirs.includes(dir)) continue;
     await mkdir(path.join(root, dir), { recursive: true });
     await writeFile(path.join(root, dir, 'package.json'), `${JSON.stringify({ type }, null, 2)}\n`);
+  }
+  for (const [dir, file] of Object.entries(BIN_FILES)) {
+    const bin = path.join(root, dir, file);
+    if (outDirs.includes(dir) && existsSync(bin)) await chmod(bin, 0o755);
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   console.log(`build: ${projects.join(', ')} -> ${outDirs.join(', ')} (${seconds}s)`);

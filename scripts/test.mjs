@@ -150,6 +150,10 @@ async function setup(build, files) {
       console.log('test: building the Go peer failed (see above): the Go interop tests will fail');
     }
   }
+  // The PostgreSQL fencing test needs a PostgreSQL server (Debian's postgresql); without one it skips.
+  if (files.some((f) => f.includes('postgres')) && (await run('bash', [path.join('scripts', 'ensure-postgres.sh')])) !== 0) {
+    console.log('test: PostgreSQL is not available (see ensure-postgres output above): the PostgreSQL fencing tests will be skipped');
+  }
 }
 
 async function runTests(files, nodeFlags) {

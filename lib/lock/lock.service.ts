@@ -1,9 +1,11 @@
-import { Inject, Injectable, type BeforeApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import { EtcdOps } from '../etcd/etcd-ops.js';
 import { SessionService } from '../session/session.service.js';
-import { Messages } from '../coordination.messages.js';
+import { Messages, OperateMessages } from '../coordination.messages.js';
+import { leaseHex, namePrefix, validateName } from '../etcd/keys.js';
+import { forceReleaseKey, type ForceReleaseOptions, type ForcedRelease } from './force-release.js';
 import { QueueEngine } from '../queue/queue.engine.js';
 import { QueueLockable, type KeyHolder, type Lockable, type OnLocked, type RunOptions } from '../queue/lockable.js';
 import type { AcquireOptions, QueueSpec } from '../queue/queue-spec.js';
@@ -13,7 +15,7 @@ import { QueueSemaphore, type Semaphore } from './semaphore.js';
 import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { GatedLockable, GatedSemaphore } from '../shutdown/gated-lockable.js';
 
-export type { OnLocked };
+export type { OnLocked, ForceReleaseOptions, ForcedRelease };
 /** Options of {@link LockService.withLock} (the same as every `run`). */
 export type WithLockOptions = RunOptions;
 /** Who holds a lock right now: the oldest key (same fields as `ElectionService.leader()`). */
@@ -41,6 +43,7 @@ export interface ReadWriteLock {
 export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
   private readonly context: LockSpecContext;
   private uniqueSequence = 0;
+  private readonly logger = new Logger('Coordination');
 
   constructor(
     private readonly sessions: SessionService,
@@ -152,6 +155,30 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
       .holds()
       .filter((hold) => hold.mode !== 'leader')
       .map(({ name, key, mode, fencingToken }) => ({ name, key, mode: mode as LockHandle['mode'], fencingToken }));
+  }
+
+  /**
+   * Operator's tool: deletes the current holder's key of the mutex `name`
+   * (whoever holds it, in any process, `etcdctl lock` included) so the next
+   * waiter gets the lock. The delete compares the key's create revision, so a
+   * newer holder is never deleted; pass `{ revision }` to delete only the
+   * holder you saw. A read/write lock or semaphore can have several holders:
+   * pass `{ key }` naming the one to delete (refused with InvalidUsageError
+   * otherwise). Returns what was deleted, or `null` when nothing was (nobody
+   * held it, or it changed hands meanwhile). Logs who did it (this
+   * instance's identity) at warn.
+   *
+   * The holder is not told by this call: the holder's own process learns that
+   * its key is gone through its watch of held keys, or at the latest at its
+   * next guarded write or check. Fence what the lock protects.
+   */
+  async forceRelease(name: string, options: ForceReleaseOptions = {}): Promise<ForcedRelease | null> {
+    validateName('lock', name);
+    const released = await forceReleaseKey(this.ops, name, namePrefix(this.context.namespace, name), options);
+    if (released) {
+      this.logger.warn(OperateMessages.forceReleased(this.context.identity, name, released.key, leaseHex(released.leaseId), released.revision, released.identity));
+    }
+    return released;
   }
 
   /** Shutdown, step 1: the drain begins (new guarded calls are refused; running ones go on). */
