@@ -279,12 +279,15 @@ export const OperateMessages = {
     `forceRelease("${name}"): key ${JSON.stringify(key)} is not one of this name's keys (they start with ${JSON.stringify(prefix)})`,
   invalidRevision: (value: unknown) =>
     `forceRelease: revision must be a positive bigint (the create revision shown by inspect), got ${typeof value === 'bigint' ? value.toString() : typeof value}`,
-  invalidOptions: () => 'forceRelease: options must be an object like { key?: string, revision?: bigint }',
+  invalidOptions: () => 'forceRelease: options must be an object like { key?: string, revision?: bigint, graceMs?: number, by?: string }',
+  invalidGrace: (value: unknown) => `forceRelease: graceMs must be an integer number of ms from 0 to 600000, got ${JSON.stringify(value) ?? String(value)}`,
   /** Logged at warn by the instance (or CLI user) that deleted a holder's key. */
   forceReleased: (by: string, name: string, key: string, leaseHex: string, revision: bigint, holder: string) =>
     `force release by ${JSON.stringify(by)}: deleted ${JSON.stringify(key)} of "${name}" ` +
     `(holder ${holder === '' ? '(identity not recorded)' : JSON.stringify(holder)}, lease ${leaseHex}, revision ${revision})`,
 } as const;
+// The observability part's texts (events, metrics, logger and logLevel options, outage logs).
+export { ObservabilityMessages } from './observability/observability.messages.js';
 
 // ---------------------------------------------------------------------------
 // Graceful drain on shutdown (issue 12.6): lib/shutdown/.

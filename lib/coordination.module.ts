@@ -25,9 +25,12 @@ import { ElectionService } from './election/election.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
 import { ShutdownDrain } from './shutdown/shutdown-drain.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
+import { Instrumentation } from './observability/instrumentation.js';
+import { INSTRUMENTATION } from './observability/instrumentation.token.js';
+import { CoordinationEvents } from './observability/events.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
-const SERVICES = [SessionService, LockService, ElectionService];
+const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents];
 
 /** Marker of one module instance; its value is irrelevant, its existence is counted. */
 interface ModuleInstanceMarker {
@@ -78,20 +81,30 @@ function coreProviders(): Provider[] {
       inject: [RESOLVED_COORDINATION_OPTIONS],
     },
     {
+      provide: INSTRUMENTATION,
+      useFactory: (options: ResolvedCoordinationOptions) => Instrumentation.create(options),
+      inject: [RESOLVED_COORDINATION_OPTIONS],
+    },
+    {
       provide: EtcdOps,
-      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions, history: HistoryGuard) =>
-        new EtcdOps(holder, options.requestTimeout, history, options.fencingEpoch),
-      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS, HistoryGuard],
+      useFactory: (holder: EtcdClientHolder, options: ResolvedCoordinationOptions, history: HistoryGuard, instrumentation: Instrumentation) =>
+        new EtcdOps(holder, options.requestTimeout, history, options.fencingEpoch, instrumentation),
+      inject: [ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS, HistoryGuard, INSTRUMENTATION],
     },
     { provide: HistoryGuard, useFactory: () => new HistoryGuard() },
     { provide: EtcdWatches, useFactory: (holder: EtcdClientHolder) => new EtcdWatches(holder), inject: [ETCD_CLIENT_HOLDER] },
     {
       provide: QueueEngine,
-      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService) => new QueueEngine(ops, watches, sessions),
-      inject: [EtcdOps, EtcdWatches, SessionService],
+      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService, instrumentation: Instrumentation) =>
+        new QueueEngine(ops, watches, sessions, instrumentation),
+      inject: [EtcdOps, EtcdWatches, SessionService, INSTRUMENTATION],
     },
     // The graceful drain on shutdown: LockService and ElectionService run it (see their shutdown hooks).
-    { provide: ShutdownDrain, useFactory: (options: ResolvedCoordinationOptions) => new ShutdownDrain(options.shutdownTimeout), inject: [RESOLVED_COORDINATION_OPTIONS] },
+    {
+      provide: ShutdownDrain,
+      useFactory: (options: ResolvedCoordinationOptions, instrumentation: Instrumentation) => new ShutdownDrain(options.shutdownTimeout, instrumentation.logger),
+      inject: [RESOLVED_COORDINATION_OPTIONS, INSTRUMENTATION],
+    },
     ...SERVICES,
     CoordinationExplorer,
   ];

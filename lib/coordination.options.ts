@@ -10,13 +10,18 @@ import {
   NAMESPACE_SEPARATORS,
 } from './coordination.constants.js';
 
-/** Default and largest `shutdownTimeout` (ms). */
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
-export const MAX_SHUTDOWN_TIMEOUT_MS = 86_400_000;
 import { InvalidOptionsError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages, ShutdownMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
 import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
+import type { LoggerService } from '@nestjs/common';
+import type { CoordinationLogLevel } from './observability/logger.js';
+import type { MeterProviderLike } from './observability/metrics.js';
+import { validateObservabilityOptions } from './observability/observability.options.js';
+
+/** Default and largest `shutdownTimeout` (ms). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+export const MAX_SHUTDOWN_TIMEOUT_MS = 86_400_000;
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -70,6 +75,25 @@ export interface CoordinationModuleOptions {
   /** Make the module global (default true). */
   isGlobal?: boolean;
   /**
+   * Where the library logs: a Nest `LoggerService` (e.g. your app's logger).
+   * Default: Nest's `Logger` with the context `Coordination`. Every line
+   * starts with `[identity=... namespace="..."]`.
+   */
+  logger?: LoggerService;
+  /**
+   * The least severe level logged: `'error' | 'warn' | 'log' | 'debug' | 'verbose'`,
+   * or `false` for nothing. Default `'verbose'` (everything; the logger's own levels still apply).
+   */
+  logLevel?: CoordinationLogLevel | false;
+  /**
+   * OpenTelemetry metrics (see README "Metrics and events"). Default: the
+   * global MeterProvider of `@opentelemetry/api`, if installed. `false`: none.
+   * `meterProvider`: use this provider instead of the global one.
+   * `names: false`: leave the lock/election name out of the attributes (for
+   * apps with many distinct, e.g. per-id, lock names).
+   */
+  metrics?: false | { meterProvider?: MeterProviderLike; names?: boolean };
+  /**
    * Graceful drain on shutdown, in ms (integer, 0 to 86400000; default
    * 10000). When the application closes (`app.close()`, or a signal with
    * `enableShutdownHooks()`), new guarded calls are refused with
@@ -117,12 +141,16 @@ export interface ResolvedCoordinationOptions {
   requestTimeout: number;
   election: string | false;
   fencingEpoch: number;
+  logger?: LoggerService;
+  logLevel: CoordinationLogLevel | false;
+  metrics: false | { meterProvider?: MeterProviderLike; names?: boolean };
   shutdownTimeout: number;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
   'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal', 'shutdownTimeout',
+  'logger', 'logLevel', 'metrics',
 ]);
 
 function fail(option: string, problem: string): never {
@@ -270,6 +298,7 @@ export function resolveCoordinationOptions(
     requestTimeout: integerIn('requestTimeout', input.requestTimeout, 100, 600_000, DEFAULT_REQUEST_TIMEOUT_MS),
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
+    ...validateObservabilityOptions(input, fail),
     shutdownTimeout: shutdownTimeout(input.shutdownTimeout),
   };
 }

@@ -28,3 +28,25 @@ export { currentLock, currentLeadership } from './context/coordination.context.j
 export * from './errors/coordination.errors.js';
 export { WithLock, type WithLockDecoratorOptions } from './decorators/with-lock.decorator.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
+export {
+  CoordinationEvents,
+  type CoordinationEvent,
+  type CoordinationEventBase,
+  type CoordinationKind,
+  type AcquireOutcome,
+  type EventError,
+  type EtcdOperation,
+  type LockAcquiredEvent,
+  type LockNotAcquiredEvent,
+  type LockReleasedEvent,
+  type LockLostEvent,
+  type SessionCreatedEvent,
+  type SessionLostEvent,
+  type LeadershipGainedEvent,
+  type LeadershipLostEvent,
+  type EtcdErrorEvent,
+  type EtcdOutageStartedEvent,
+  type EtcdOutageEndedEvent,
+} from './observability/events.js';
+export type { CoordinationLogLevel } from './observability/logger.js';
+export type { MeterProviderLike } from './observability/metrics.js';

@@ -6,11 +6,11 @@ import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Module, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { CoordinationModule, InvalidUsageError, LockService } from '../lib/index.js';
+import { CoordinationModule, HoldLostError, InvalidUsageError, LockService } from '../lib/index.js';
 import { Test } from '@nestjs/testing';
 import { CoordinationTestingModule } from '../lib/testing/index.js';
 import { etcdFixture } from './harness/etcd.js';
-import { closeApps, createApp, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
 
 describe('LockService.forceRelease (real etcd)', () => {
   const etcd = etcdFixture();
@@ -109,14 +109,39 @@ describe('LockService.forceRelease (real etcd)', () => {
     }
   });
 
-  // Holder-side detection (a watch of held keys) is the engine's job, landing with the lead's change.
-  it('the holder\'s signal aborts when its key is force-released', { todo: 'holder-side watch lands with the lead engine change' }, async () => {
+  it('the holder is told first: its signal aborts (HoldLostError naming who) before the next waiter acquires', async () => {
     const ns = uniqueNamespace('force-signal');
     const a = await createApp({ hosts: etcd().endpoint, namespace: ns, identity: 'a' });
+    const b = await createApp({ hosts: etcd().endpoint, namespace: ns, identity: 'b' });
     const operator = await createApp({ hosts: etcd().endpoint, namespace: ns, identity: 'o' });
     const held = await a.get(LockService).acquire('job');
-    await operator.get(LockService).forceRelease('job');
-    await eventually(() => held.signal.aborted, 5_000, 'the holder learns that its key is gone');
+    let abortedAt = 0;
+    held.signal.addEventListener('abort', () => (abortedAt = performance.now()), { once: true });
+    let acquiredAt = 0;
+    const next = b.get(LockService).acquire('job').then((hold) => ((acquiredAt = performance.now()), hold));
+    await delay(300); // b queued behind a
+    const released = await operator.get(LockService).forceRelease('job');
+    assert.equal(released?.cooperative, true, 'the holder deleted its key itself');
+    const nextHold = await next;
+    assert.ok(abortedAt > 0 && abortedAt <= acquiredAt, `holder told at ${abortedAt.toFixed(1)}, next acquired at ${acquiredAt.toFixed(1)}`);
     assert.equal(held.isHeld(), false);
+    assert.ok(held.signal.reason instanceof HoldLostError);
+    assert.match((held.signal.reason as Error).message, /force-released by "o"/);
+    await nextHold.release();
+    // A holder that does not answer (here: a raw etcd3 key, as etcdctl lock leaves) is deleted after the grace period.
+    const client = rawClient(etcd().endpoint);
+    try {
+      const lease = client.lease(30, { autoKeepAlive: false });
+      const leaseId = BigInt(await lease.grant());
+      await lease.put(`${ns}stuck/${leaseId.toString(16)}`).value('');
+      const t0 = performance.now();
+      const forced = await operator.get(LockService).forceRelease('stuck', { graceMs: 300 });
+      assert.equal(forced?.cooperative, false);
+      assert.ok(performance.now() - t0 >= 300, 'waited for the grace period');
+      assert.deepEqual(await keysUnder(client, `${ns}stuck/`), []);
+      await lease.revoke();
+    } finally {
+      client.close();
+    }
   });
 });

@@ -73,7 +73,7 @@ export async function releaseCommand(args: string[], io: CliIo): Promise<number>
       }
     }
     // Exactly the key that was shown, and only at the revision that was shown.
-    const released = await forceReleaseKey(ops, name, prefix, { key, revision: seen });
+    const released = await forceReleaseKey(ops, name, prefix, { key, revision: seen, by: who });
     if (!released) {
       io.stdout.write(`${CliMessages.changedMeanwhile(name)}\n`);
       return NOTHING_RELEASED;

@@ -1,4 +1,6 @@
-import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Instrumentation } from '../observability/instrumentation.js';
+import { INSTRUMENTATION } from '../observability/instrumentation.token.js';
 import { Messages } from '../coordination.messages.js';
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
@@ -32,8 +34,9 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     locks: LockService,
     elections: ElectionService,
     drain: ShutdownDrain,
+    @Optional() @Inject(INSTRUMENTATION) instrumentation?: Instrumentation,
   ) {
-    this.runtime = { locks, elections, logger: new Logger('Coordination'), drain };
+    this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger, drain };
   }
 
   onModuleInit(): void {

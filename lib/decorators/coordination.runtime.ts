@@ -1,4 +1,4 @@
-import type { Logger } from '@nestjs/common';
+import type { CoordinationLogger } from '../observability/logger.js';
 import type { LockService } from '../lock/lock.service.js';
 import type { ElectionService } from '../election/election.service.js';
 import type { ShutdownDrain } from '../shutdown/shutdown-drain.js';
@@ -9,7 +9,7 @@ import { Messages } from '../coordination.messages.js';
 export interface CoordinationRuntime {
   readonly locks: LockService;
   readonly elections: ElectionService;
-  readonly logger: Logger;
+  readonly logger: CoordinationLogger;
   /** The application's shutdown drain: decorated calls during it skip (scheduled) or fail with ShutdownError. */
   readonly drain: ShutdownDrain;
 }

@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
 import { LockAbortedError, LockTimeoutError, NotLeaderError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
@@ -30,7 +29,7 @@ interface Campaign {
  * campaign is withdrawn only when nobody waits for it any more.
  */
 export class Campaigns {
-  private readonly logger = new Logger('Coordination');
+  get logger() { return this.engine.instrumentation.logger; }
   private readonly running = new Map<string, Campaign>();
   private readonly leaders = new Map<string, Leadership>();
 

@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import { ReplaySubject, type Observable, type Subscription } from 'rxjs';
 import { LockAbortedError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
@@ -26,7 +25,7 @@ export interface DefaultElectionContext {
  * in flight) changes a field and calls it, and it emits only real changes.
  */
 export class DefaultElection {
-  private readonly logger = new Logger('Coordination');
+  private get logger() { return this.context.campaigns.logger; }
   private readonly states = new ReplaySubject<LeaderState>(1);
   private last?: LeaderState;
   private leadership?: Leadership;

@@ -4,6 +4,7 @@ import { toCoordinationError } from './etcd-errors.js';
 import type { EtcdClientHolder } from './etcd-client.js';
 import { ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
+import { Instrumentation } from '../observability/instrumentation.js';
 
 /** A key range `[key, rangeEnd)`, or a single key when rangeEnd is absent. */
 export interface KeyRange {
@@ -52,6 +53,7 @@ export class EtcdOps {
     private readonly requestTimeoutMs: number,
     private readonly history: HistoryGuard = new HistoryGuard(),
     fencingEpoch = 0,
+    readonly instrumentation: Instrumentation = Instrumentation.plain(),
   ) {
     this.epochBase = BigInt(fencingEpoch) << FENCING_EPOCH_SHIFT;
   }
@@ -74,9 +76,10 @@ export class EtcdOps {
     return { deadline: new Date(Date.now() + this.requestTimeoutMs) };
   }
 
-  private mapError(err: unknown, what: string): Error {
+  private mapError(err: unknown, what: string, operation: 'txn' | 'range' = 'txn'): Error {
     // After shutdown etcd3 reports a closed client as "unavailable": say what really happened.
     if (this.holder.closed) return new ShutdownError(Messages.shuttingDown());
+    this.instrumentation.etcdError(operation, err);
     return toCoordinationError(err, {
       hosts: this.holder.hosts,
       username: this.holder.username,
@@ -105,7 +108,7 @@ export class EtcdOps {
     try {
       res = await this.holder.client.kv.range(request, this.callOptions());
     } catch (err) {
-      throw this.mapError(err, what);
+      throw this.mapError(err, what, 'range');
     }
     this.history.observe(res.header, sent, this.holder.hosts);
     return res.kvs;

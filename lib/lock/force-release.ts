@@ -4,6 +4,8 @@ import { prefixRangeEnd } from '../etcd/keys.js';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
 import { OperateMessages } from '../coordination.messages.js';
 import { KEY_SHAPES } from '../queue/name-registry.js';
+import { FORCE_RELEASE_MARKER } from '../queue/held-key-watch.js';
+import { sleep } from '../util/abort.js';
 
 /** Options of {@link LockService.forceRelease}. */
 export interface ForceReleaseOptions {
@@ -21,6 +23,14 @@ export interface ForceReleaseOptions {
    * by its create revision in the same transaction).
    */
   revision?: bigint;
+  /**
+   * How long (ms, default 3000) a holder of this library gets to stop and
+   * delete its own key after being told (see below) before the key is
+   * deleted anyway; 0 deletes at once. Not used for read/write keys.
+   */
+  graceMs?: number;
+  /** Who asks (shown to the holder); default: the caller's identity. */
+  by?: string;
 }
 
 /** What {@link LockService.forceRelease} deleted. */
@@ -35,7 +45,12 @@ export interface ForcedRelease {
   leaseId: bigint;
   /** The key's create revision (the holder's fencing token without the `fencingEpoch`). */
   revision: bigint;
+  /** True when the holder stopped and deleted its key itself, within the grace period. */
+  cooperative: boolean;
 }
+
+const DEFAULT_GRACE_MS = 3_000;
+const POLL_MS = 25;
 
 /** Describes the shape of a key below the name's prefix, for the refusal message. */
 function shapeOf(suffix: string): string {
@@ -46,10 +61,14 @@ function shapeOf(suffix: string): string {
 
 function validate(options: unknown): ForceReleaseOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidUsageError(OperateMessages.invalidOptions());
-  const { key, revision } = options as ForceReleaseOptions;
+  const { key, revision, graceMs, by } = options as ForceReleaseOptions;
   if (key !== undefined && typeof key !== 'string') throw new InvalidUsageError(OperateMessages.invalidOptions());
   if (revision !== undefined && (typeof revision !== 'bigint' || revision <= 0n)) throw new InvalidUsageError(OperateMessages.invalidRevision(revision));
-  return { key, revision };
+  if (graceMs !== undefined && (typeof graceMs !== 'number' || !Number.isInteger(graceMs) || graceMs < 0 || graceMs > 600_000)) {
+    throw new InvalidUsageError(OperateMessages.invalidGrace(graceMs));
+  }
+  if (by !== undefined && typeof by !== 'string') throw new InvalidUsageError(OperateMessages.invalidOptions());
+  return { key, revision, graceMs, by };
 }
 
 /**
@@ -94,7 +113,7 @@ export async function findForceReleaseTarget(
  * read and the delete. Shared by `LockService.forceRelease` and the CLI.
  */
 export async function forceReleaseKey(
-  ops: Pick<EtcdOps, 'txn' | 'oldest' | 'deleteIfRevision'>,
+  ops: Pick<EtcdOps, 'txn' | 'oldest' | 'deleteIfRevision' | 'putIfRevision' | 'checkOlder'>,
   name: string,
   prefix: Buffer,
   rawOptions: unknown = {},
@@ -104,6 +123,24 @@ export async function forceReleaseKey(
   if (!kv) return null;
   const revision = BigInt(kv.create_revision);
   if (options.revision !== undefined && options.revision !== revision) return null;
-  if (!(await ops.deleteIfRevision(kv.key, revision, `force-release "${name}"`))) return null;
-  return { name, key: kv.key.toString('utf8'), identity: kv.value.toString('utf8'), leaseId: BigInt(kv.lease), revision };
+  const what = `force-release "${name}"`;
+  const released = (cooperative: boolean): ForcedRelease =>
+    ({ name, key: kv.key.toString('utf8'), identity: kv.value.toString('utf8'), leaseId: BigInt(kv.lease), revision, cooperative });
+  // Tell the holder first: a holder of this library watches its key, sees the marker, aborts its
+  // signal and deletes the key itself, so the next waiter cannot act before the holder was told
+  // (a plain delete races the holder's watch against the waiter's). Not for read/write keys: Go's
+  // RWMutex orders by mod revision, and a put would move the holder to the back for Go peers.
+  const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  const suffix = kv.key.subarray(prefix.length).toString('utf8');
+  if (graceMs > 0 && !KEY_SHAPES.readWrite.test(suffix)) {
+    const marker = Buffer.from(FORCE_RELEASE_MARKER + (options.by ?? ''));
+    if (!(await ops.putIfRevision(kv.key, revision, marker, BigInt(kv.lease), what))) return null;
+    for (const deadline = Date.now() + graceMs; Date.now() < deadline; ) {
+      await sleep(POLL_MS);
+      if (!(await ops.checkOlder(kv.key, revision, { key: kv.key }, 1, what))) return released(true);
+    }
+  }
+  // No answer (dead, stopped, a Go or etcdctl holder): delete it, guarded by its create revision.
+  if (!(await ops.deleteIfRevision(kv.key, revision, what))) return graceMs > 0 ? released(true) : null;
+  return released(false);
 }

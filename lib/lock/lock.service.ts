@@ -168,13 +168,17 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
    * held it, or it changed hands meanwhile). Logs who did it (this
    * instance's identity) at warn.
    *
-   * The holder is not told by this call: the holder's own process learns that
-   * its key is gone through its watch of held keys, or at the latest at its
-   * next guarded write or check. Fence what the lock protects.
+   * A holder of this library is told first: a force-release marker is written
+   * on its key, its watch of held keys sees it, its signal aborts with
+   * HoldLostError and it deletes its key itself, so the next waiter cannot act
+   * before the holder was told. A holder that does not answer within
+   * `graceMs` (default 3000: dead, stopped, a Go or `etcdctl` holder) has its
+   * key deleted anyway. Read/write keys are deleted at once (a write would
+   * reorder Go peers). Fence what the lock protects all the same.
    */
   async forceRelease(name: string, options: ForceReleaseOptions = {}): Promise<ForcedRelease | null> {
     validateName('lock', name);
-    const released = await forceReleaseKey(this.ops, name, namePrefix(this.context.namespace, name), options);
+    const released = await forceReleaseKey(this.ops, name, namePrefix(this.context.namespace, name), { by: this.context.identity, ...options });
     if (released) {
       this.logger.warn(OperateMessages.forceReleased(this.context.identity, name, released.key, leaseHex(released.leaseId), released.revision, released.identity));
     }

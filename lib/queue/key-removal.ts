@@ -13,7 +13,8 @@ import { backoffDelay, operationSignal, raceSignal, sleep } from '../util/abort.
  * that claim would adopt the old key and its old revision).
  */
 export class KeyRemover {
-  private readonly logger = new Logger('Coordination');
+  private readonly fallbackLogger = new Logger('Coordination');
+  private get logger() { return this.ops.instrumentation?.logger ?? this.fallbackLogger; } // the testing kit's ops have none
   private readonly pending = new Map<string, Promise<void>>();
 
   constructor(

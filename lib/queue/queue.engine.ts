@@ -15,6 +15,7 @@ import {
   ShutdownError,
 } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
+import { Instrumentation } from '../observability/instrumentation.js';
 import { backoffDelay, operationSignal, raceSignal, sleep, type OperationSignal } from '../util/abort.js';
 import { LocalMutexMap } from './local-mutex.js';
 import { Hold, ReentrantHold } from './hold.js';
@@ -49,12 +50,17 @@ export class QueueEngine {
     private readonly ops: EtcdOps,
     private readonly watches: EtcdWatches,
     private readonly sessions: SessionService,
+    readonly instrumentation: Instrumentation = Instrumentation.plain(),
   ) {
     this.removals = new KeyRemover(ops, sessions.shutdownSignal);
   }
 
   /** Waits for our turn. See {@link AcquireOptions} for timeout and abort. */
-  async acquire<H extends Hold>(spec: QueueSpec<H>, options: AcquireOptions = {}): Promise<H | ReentrantHold<H>> {
+  acquire<H extends Hold>(spec: QueueSpec<H>, options: AcquireOptions = {}): Promise<H | ReentrantHold<H>> {
+    return this.instrumentation.acquisition(spec, false, () => this.acquireUninstrumented(spec, options), isReentrant);
+  }
+
+  private async acquireUninstrumented<H extends Hold>(spec: QueueSpec<H>, options: AcquireOptions): Promise<H | ReentrantHold<H>> {
     const timeout = validateAcquireOptions(options);
     if (options.signal?.aborted) throw aborted(spec, options.signal);
     const reentrant = this.reenter(spec);
@@ -116,7 +122,11 @@ export class QueueEngine {
   }
 
   /** The hold if it is free right now (nobody older holds or waits), else `null`; never waits for another holder. */
-  async tryAcquire<H extends Hold>(spec: QueueSpec<H>): Promise<H | ReentrantHold<H> | null> {
+  tryAcquire<H extends Hold>(spec: QueueSpec<H>): Promise<H | ReentrantHold<H> | null> {
+    return this.instrumentation.acquisition(spec, true, () => this.tryAcquireUninstrumented(spec), isReentrant);
+  }
+
+  private async tryAcquireUninstrumented<H extends Hold>(spec: QueueSpec<H>): Promise<H | ReentrantHold<H> | null> {
     const reentrant = this.reenter(spec);
     if (reentrant) return reentrant;
     this.throwIfShuttingDown();
@@ -218,6 +228,7 @@ export class QueueEngine {
       // A lost hold frees its local slot at once, exactly as etcd frees the key for
       // other processes: the next local contender queues on a new session.
       onEnd: () => {
+        this.instrumentation.holdEnded(spec, hold);
         this.held.delete(hold);
         endUse();
         if (spec.localQueue) this.local.unlock(spec.contextKey);
@@ -246,6 +257,8 @@ export class QueueEngine {
     return [...this.held];
   }
 }
+
+const isReentrant = (result: unknown): boolean => result instanceof ReentrantHold;
 
 /** The typed error for a caller whose own signal was aborted (also before anything started). */
 function aborted(spec: QueueSpec, signal: AbortSignal): LockAbortedError {

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import type { Logger } from '@nestjs/common';
+import type { Instrumentation } from '../observability/instrumentation.js';
 import { leaseHex } from '../etcd/keys.js';
 import type { EtcdLeases, KeepAliveStream } from '../etcd/lease.js';
 import { SessionLostError, ShutdownError } from '../errors/coordination.errors.js';
@@ -80,7 +80,7 @@ export class EtcdSession {
     /** Round trip of the grant (and of the request before it): the first RTT estimate. */
     grantRoundTripMs: number,
     private readonly requestTimeoutMs: number,
-    private readonly logger: Logger,
+    private readonly instrumentation: Instrumentation,
     private readonly onEnd: (session: EtcdSession, reason: SessionEndReason, message: string) => void,
   ) {
     this.leaseHex = leaseHex(leaseId);
@@ -175,7 +175,7 @@ export class EtcdSession {
       stream.send(this.leaseId);
       this.scheduleKeepAlive();
     } catch (err) {
-      this.logger.warn(Messages.log.keepAliveFailed(this.leaseHex, (err as Error).message));
+      this.keepAliveFailed(err, (err as Error).message);
       this.dropStream(false);
       // Retry soon: every missed keepalive brings the deadline closer.
       this.scheduleKeepAlive(Math.min(500, this.plan.periodMs));
@@ -194,7 +194,7 @@ export class EtcdSession {
         },
         broken: (reason) => {
           if (!stream || this.stream !== stream) return;
-          if (!this.ended) this.logger.warn(Messages.log.keepAliveFailed(this.leaseHex, reason));
+          if (!this.ended) this.keepAliveFailed(reason, reason);
           this.dropStream(false);
           this.scheduleKeepAlive(Math.min(500, this.plan.periodMs));
         },
@@ -211,8 +211,14 @@ export class EtcdSession {
     }
   }
 
+  private keepAliveFailed(err: unknown, reason: string): void {
+    this.instrumentation.etcdError('keepalive', err, true);
+    this.instrumentation.logger.warn(Messages.log.keepAliveFailed(this.leaseHex, reason));
+  }
+
   private onAnswer(ttl: number): void {
     if (this.ended) return;
+    this.instrumentation.etcdAnswered();
     const sentAt = this.unanswered.shift();
     if (!(ttl > 0)) {
       this.lose('lease-gone', 'etcd reports the lease as expired or revoked');
@@ -255,6 +261,7 @@ export class EtcdSession {
     this.ended = reason;
     // No answer within the TTL: the connection is suspect, the next session starts on a new one.
     this.stopBackground(reason === 'deadline');
+    if (reason === 'deadline') this.instrumentation.etcdUnanswered(message); // before the holds hear of it
     this.controller.abort(error ?? new SessionLostError(Messages.sessionLost(this.leaseHex, message)));
     this.onEnd(this, reason, message);
     // If the server still has the lease (we were only slow), give its keys up:

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { setMaxListeners } from 'node:events';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { ETCD_CLIENT_HOLDER, RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
@@ -11,6 +11,8 @@ import { HistoryGuard } from '../etcd/history-guard.js';
 import { EtcdLeases } from '../etcd/lease.js';
 import { CoordinationError, EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
+import { INSTRUMENTATION } from '../observability/instrumentation.token.js';
+import type { Instrumentation } from '../observability/instrumentation.js';
 import { EtcdSession, type SessionEndReason } from './etcd-session.js';
 import { attemptTimeout, NobodyWaitingError, nonRetryable, waitForCreation, type SessionState } from './session-creation.js';
 
@@ -26,7 +28,7 @@ import { backoffDelay, sleep } from '../util/abort.js';
  */
 @Injectable()
 export class SessionService implements OnModuleInit, OnApplicationShutdown {
-  private readonly logger = new Logger('Coordination');
+  private get logger() { return this.instrumentation.logger; }
   private current?: EtcdSession;
   private creating?: Promise<EtcdSession>;
   private readonly ended = new Set<EtcdSession>();
@@ -45,6 +47,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     @Inject(ETCD_CLIENT_HOLDER) private readonly holder: EtcdClientHolder,
     private readonly watches: EtcdWatches,
     history: HistoryGuard,
+    @Inject(INSTRUMENTATION) private readonly instrumentation: Instrumentation,
   ) {
     this.leases = new EtcdLeases(holder.client);
     // Every waiter and hold listens to this signal: many listeners are expected, not a leak.
@@ -179,6 +182,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
         });
         // A failed TLS handshake is a configuration problem: say so now, not after connectTimeout.
         if (!isTransientEtcdError(err) || isTlsFailure(err)) throw mapped instanceof EtcdUnavailableError ? nonRetryable(mapped) : mapped;
+        this.instrumentation.etcdError('lease-grant', err, true);
         this.logger.debug(Messages.log.sessionAttemptFailed(attempt + 1, attemptTimeout(attempt, this.linkRttMs, this.options.requestTimeout), redact((err as Error)?.message ?? String(err))));
         this.lastCreateError = err;
         this.lastCreateFailure = mapped instanceof EtcdUnavailableError ? mapped : undefined;
@@ -204,7 +208,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
       sentAt,
       roundTrip,
       this.options.requestTimeout,
-      this.logger,
+      this.instrumentation,
       (s, reason, message) => this.onSessionEnd(s, reason, message),
     );
     if (this.shutdownController.signal.aborted) {
@@ -214,6 +218,7 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     }
     this.current = session;
     session.start();
+    this.instrumentation.sessionCreated(session.leaseHex, grant.ttlSeconds);
     this.logger.log(Messages.log.sessionStarted(session.leaseHex, grant.ttlSeconds));
     this.stateSubject.next({ status: 'alive', leaseId: grant.id, leaseHex: session.leaseHex, ttlSeconds: grant.ttlSeconds, since: new Date() });
     return session;
@@ -224,11 +229,12 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     this.ended.add(session);
     void session.settled().finally(() => this.ended.delete(session));
     if (this.current === session) this.current = undefined;
+    this.instrumentation.sessionEnded(session.leaseHex, reason, message);
     if (reason === 'closed') {
       this.logger.log(Messages.log.sessionClosed(session.leaseHex));
       return;
     }
-    this.logger.warn(Messages.log.sessionLost(session.leaseHex, message));
+    this.logger.notice(Messages.log.sessionLost(session.leaseHex, message));
     if (!this.shutdownController.signal.aborted) {
       this.stateSubject.next({
         status: 'lost',
@@ -265,5 +271,6 @@ export class SessionService implements OnModuleInit, OnApplicationShutdown {
     });
     this.stateSubject.complete();
     this.holder.close();
+    this.instrumentation.close();
   }
 }

@@ -7,6 +7,12 @@ import { Messages, ShutdownMessages } from '../coordination.messages.js';
 import { operationSignal } from '../util/abort.js';
 import type { AcquireOptions } from '../queue/queue-spec.js';
 
+/** Where the drain logs (the module's logger: Nest's `Logger` or the library's `CoordinationLogger`). */
+export interface DrainLogger {
+  log(message: string): void;
+  warn(message: string): void;
+}
+
 /** How a drain ended: every guarded run finished, or `shutdownTimeout` passed first. */
 export type DrainOutcome = 'drained' | 'timeout';
 
@@ -44,7 +50,7 @@ export class ShutdownDrain {
   constructor(
     /** ms from `begin()` until running runs lose their holds; 0 = at once. */
     readonly timeoutMs: number,
-    private readonly logger: Logger = new Logger('Coordination'),
+    private readonly logger: DrainLogger = new Logger('Coordination'),
   ) {
     // Every top-level wait listens to it: many listeners are expected, not a leak.
     setMaxListeners(0, this.stopController.signal);

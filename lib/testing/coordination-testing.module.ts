@@ -13,6 +13,9 @@ import { FakeSessionService } from './fake-session.js';
 import { QueueEngine } from '../queue/queue.engine.js';
 import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { FakeCoordination } from './fake-coordination.js';
+import { Instrumentation } from '../observability/instrumentation.js';
+import { INSTRUMENTATION } from '../observability/instrumentation.token.js';
+import { CoordinationEvents } from '../observability/events.js';
 import { resolveTestingOptions, TESTING_OPTIONS, type CoordinationTestingOptions, type ResolvedTestingOptions } from './testing-options.js';
 
 /**
@@ -55,12 +58,16 @@ export class CoordinationTestingModule {
         {
           // The library's own queue engine, over the in-memory store: the same algorithm as with etcd.
           provide: QueueEngine,
-          useFactory: (ops: FakeOps, watches: FakeWatches, sessions: SessionService) =>
-            new QueueEngine(ops as unknown as EtcdOps, watches as unknown as EtcdWatches, sessions),
-          inject: [FakeOps, FakeWatches, SessionService],
+          useFactory: (ops: FakeOps, watches: FakeWatches, sessions: SessionService, instrumentation: Instrumentation) =>
+            new QueueEngine(ops as unknown as EtcdOps, watches as unknown as EtcdWatches, sessions, instrumentation),
+          inject: [FakeOps, FakeWatches, SessionService, INSTRUMENTATION],
         },
         // The same graceful drain on shutdown as CoordinationModule (option shutdownTimeout).
-        { provide: ShutdownDrain, useFactory: (o: ResolvedTestingOptions) => new ShutdownDrain(o.coordination.shutdownTimeout), inject: [TESTING_OPTIONS] },
+        {
+          provide: ShutdownDrain,
+          useFactory: (o: ResolvedTestingOptions, instrumentation: Instrumentation) => new ShutdownDrain(o.coordination.shutdownTimeout, instrumentation.logger),
+          inject: [TESTING_OPTIONS, INSTRUMENTATION],
+        },
         {
           provide: LockService,
           useFactory: (sessions: SessionService, ops: FakeOps, engine: QueueEngine, o: ResolvedTestingOptions, drain: ShutdownDrain) =>
@@ -73,10 +80,13 @@ export class CoordinationTestingModule {
             new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination, drain),
           inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS, ShutdownDrain],
         },
+        // Lock and leadership events as with etcd (no metrics, no session events: the fake session is not etcd's).
+        { provide: INSTRUMENTATION, useFactory: (o: ResolvedTestingOptions) => Instrumentation.plain(o.coordination.identity, o.coordination.namespace), inject: [TESTING_OPTIONS] },
+        CoordinationEvents,
         FakeCoordination,
         CoordinationExplorer,
       ],
-      exports: [SessionService, LockService, ElectionService, FakeCoordination, FakeCluster],
+      exports: [SessionService, LockService, ElectionService, FakeCoordination, FakeCluster, CoordinationEvents],
     };
   }
 }

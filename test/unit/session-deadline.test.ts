@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { Logger } from '@nestjs/common';
+import { Instrumentation } from '../../lib/observability/instrumentation.js';
 import { EtcdSession, keepAlivePlan } from '../../lib/session/etcd-session.js';
 import type { EtcdLeases, KeepAliveHandlers } from '../../lib/etcd/lease.js';
 import { SessionLostError } from '../../lib/errors/coordination.errors.js';
@@ -27,9 +27,9 @@ function fakeLeases() {
 }
 
 function session(leases: EtcdLeases, ttlSeconds: number, ended: string[]) {
-  const logger = new Logger('test');
-  logger.warn = () => undefined;
-  return new EtcdSession(leases, 0x1234n, ttlSeconds, now, 5, 1_000, logger, (_s, reason) => ended.push(reason));
+  const instrumentation = new Instrumentation({ identity: 'test', namespace: '', logLevel: false, metrics: false });
+  // Keepalive failures are expected here: log nothing.
+  return new EtcdSession(leases, 0x1234n, ttlSeconds, now, 5, 1_000, instrumentation, (_s, reason) => ended.push(reason));
 }
 
 /** Advances the mocked clock and timers by `ms`, in steps, letting promise callbacks run. */

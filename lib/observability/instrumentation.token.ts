@@ -1,0 +1,2 @@
+/** DI token of the module instance's Instrumentation (internal). */
+export const INSTRUMENTATION = Symbol('nest-etcd-coordination:instrumentation');
