@@ -11,17 +11,15 @@ import {
 } from './coordination.constants.js';
 
 import { InvalidOptionsError } from './errors/coordination.errors.js';
-import { Messages, ModuleMessages, ShutdownMessages, type UnsafeCharacterKind } from './coordination.messages.js';
+import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
 import { MAX_FENCING_EPOCH } from './etcd/etcd-ops.js';
 import type { LoggerService } from '@nestjs/common';
 import type { CoordinationLogLevel } from './observability/logger.js';
 import type { MeterProviderLike } from './observability/metrics.js';
 import { validateObservabilityOptions } from './observability/observability.options.js';
+import { validateShutdownTimeout } from './shutdown/shutdown-options.js';
 
-/** Default and largest `shutdownTimeout` (ms). */
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
-export const MAX_SHUTDOWN_TIMEOUT_MS = 86_400_000;
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -202,12 +200,6 @@ function integerIn(option: string, value: unknown, min: number, max: number, fal
   return value;
 }
 
-/** The drain's deadline: finite on purpose (see {@link CoordinationModuleOptions.shutdownTimeout}). */
-function shutdownTimeout(value: unknown): number {
-  if (value === Infinity) fail('shutdownTimeout', ShutdownMessages.infiniteTimeout());
-  return integerIn('shutdownTimeout', value, 0, MAX_SHUTDOWN_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS);
-}
-
 function isEtcdClient(value: unknown): value is Etcd3 {
   return typeof value === 'object' && value !== null &&
     typeof (value as Etcd3).kv === 'object' && typeof (value as Etcd3).leaseClient === 'object' &&
@@ -299,6 +291,6 @@ export function resolveCoordinationOptions(
     election,
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
     ...validateObservabilityOptions(input, fail),
-    shutdownTimeout: shutdownTimeout(input.shutdownTimeout),
+    shutdownTimeout: validateShutdownTimeout(input.shutdownTimeout, fail),
   };
 }

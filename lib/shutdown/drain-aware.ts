@@ -1,5 +1,5 @@
 import { ShutdownError } from '../errors/coordination.errors.js';
-import { ShutdownMessages } from '../coordination.messages.js';
+import { ShutdownMessages } from './shutdown.messages.js';
 import { isScheduled, resolveRuntime, type CoordinationRuntime } from '../decorators/coordination.runtime.js';
 
 type MethodWrapper = (this: unknown, ...args: unknown[]) => unknown;

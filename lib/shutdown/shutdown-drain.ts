@@ -3,7 +3,8 @@ import { setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
 import { LockAbortedError, ShutdownError } from '../errors/coordination.errors.js';
-import { Messages, ShutdownMessages } from '../coordination.messages.js';
+import { Messages } from '../coordination.messages.js';
+import { ShutdownMessages } from './shutdown.messages.js';
 import { operationSignal } from '../util/abort.js';
 import type { AcquireOptions } from '../queue/queue-spec.js';
 
