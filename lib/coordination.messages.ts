@@ -48,8 +48,15 @@ export const Messages = {
     '(e.g. after jest.resetModules(), or its ESM and CommonJS builds side by side), and the class was decorated by ' +
     'a copy whose CoordinationModule is not in this application. Load the library once (jest: do not reset modules ' +
     'between the app and the decorated classes). The method was NOT run.',
-  decoratedMethodNotAsync: (decorator: string, target: string) =>
-    `@${decorator} on ${target}: the method must return a Promise (declare it async).`,
+  decoratedMethodNotAsync: (decorator: string, target: string, reason = 'it does not return a Promise') =>
+    `@${decorator} on ${target}: the method is not async and ${reason}; make it async ` +
+    `(\`async ${target.replace(/^.*\./, '').replace(/\(\)$/, '')}(): Promise<...>\`): @${decorator} always returns a Promise, ` +
+    'so without a type check (SWC: nest start -b swc) the method would silently become async.',
+  notAsyncDeclared: (declared: string) => `its declared return type (design:returntype) is ${declared}, not Promise`,
+  notAsyncReturned: (got: string) => `it returned ${got}, not a Promise (it ran under the lock this once; later calls are refused without running)`,
+  notAsyncRefusedBefore: () => 'an earlier call returned something that is not a Promise (the method was NOT run)',
+  decoratedMethodsNotAsync: (problems: readonly string[]) =>
+    problems.length === 1 ? problems[0]! : `${problems.length} decorated methods are not async:\n- ${problems.join('\n- ')}`,
   /** What is wrong with an option or a name (the tail of invalidOption / invalidName). */
   problem: {
     notString: () => 'must be a string',

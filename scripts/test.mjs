@@ -154,6 +154,14 @@ async function setup(build, files) {
   if (files.some((f) => f.includes('postgres')) && (await run('bash', [path.join('scripts', 'ensure-postgres.sh')])) !== 0) {
     console.log('test: PostgreSQL is not available (see ensure-postgres output above): the PostgreSQL fencing tests will be skipped');
   }
+  // The generated-app tests need Nest apps made by the Nest CLI and installed from the npm registry
+  // (minutes on a cold cache): make them here, outside the per-file time limit. A warm cache
+  // (~/.cache/nest-etcd-coordination/generated-apps) makes this a no-op; without the registry the tests skip themselves.
+  if (files.some((f) => f.includes('generated-apps'))) {
+    if ((await run(process.execPath, [path.join('build', 'test', 'support', 'generated-apps.js')])) !== 0) {
+      console.log('test: preparing the generated Nest apps failed (see above): the generated-app tests will fail');
+    }
+  }
 }
 
 async function runTests(files, nodeFlags) {

@@ -6,11 +6,13 @@ import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
 import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
+import { InvalidUsageError } from '../errors/coordination.errors.js';
 import {
   applicationBound,
   bindClass,
   scheduledGuardedMethods,
   bindInstance,
+  guardedMethodRefusals,
   hasDecoratedMethods,
   unbindClass,
   type CoordinationRuntime,
@@ -37,6 +39,8 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     @Optional() @Inject(INSTRUMENTATION) instrumentation?: Instrumentation,
   ) {
     this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger, drain };
+    // Providers are created before any lifecycle hook: refusing here leaves no session behind.
+    refuseUnguardableMethods(discovery);
   }
 
   onModuleInit(): void {
@@ -67,4 +71,22 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     this.unbindApplication?.();
     for (const type of this.boundClasses.splice(0)) unbindClass(type, this.runtime);
   }
+}
+
+/**
+ * Fails bootstrap with `InvalidUsageError` when a decorated method cannot be
+ * guarded: a `@WithLock` method that is not async (see `methodKind` in
+ * method-wrapper.ts for the rule). Classes are checked by their prototype, so
+ * instances need not exist yet; objects made by factory providers do not
+ * exist yet and are checked at their first call instead.
+ */
+function refuseUnguardableMethods(discovery: DiscoveryService): void {
+  const problems: string[] = [];
+  for (const wrapper of [...discovery.getProviders(), ...discovery.getControllers()]) {
+    const { metatype, instance, inject } = wrapper;
+    const source = typeof metatype === 'function' && !inject ? metatype.prototype : instance;
+    if (!source || typeof source !== 'object' || !hasDecoratedMethods(source)) continue;
+    for (const problem of guardedMethodRefusals(source)) if (!problems.includes(problem)) problems.push(problem);
+  }
+  if (problems.length > 0) throw new InvalidUsageError(Messages.decoratedMethodsNotAsync(problems));
 }

@@ -4,6 +4,7 @@ import type { ElectionService } from '../election/election.service.js';
 import type { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { InvalidUsageError, ModuleNotInitializedError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
+import type { MethodKind } from './method-wrapper.js';
 
 /** The services a decorated method needs, for one application (internal). */
 export interface CoordinationRuntime {
@@ -120,4 +121,35 @@ const guardedMethods = new WeakSet<Function>();
 /** Records a wrapper made by one of our decorators. */
 export function markGuarded(wrapper: Function): void {
   guardedMethods.add(wrapper);
+}
+
+/** What our wrappers return (for a decorator stacked on another), and why one cannot guard its method. */
+const wrapperKinds = new WeakMap<Function, MethodKind>();
+const wrapperRefusals = new WeakMap<Function, string>();
+
+/** Records what a wrapper returns and, if it cannot work, the bootstrap error's text. */
+export function describeWrapper(wrapper: Function, kind: MethodKind, refusal: string | undefined): void {
+  wrapperKinds.set(wrapper, kind);
+  if (refusal !== undefined) wrapperRefusals.set(wrapper, refusal);
+}
+
+export function kindOfWrapper(fn: Function): MethodKind | undefined {
+  return wrapperKinds.get(fn);
+}
+
+export function refusalOfWrapper(fn: Function): string | undefined {
+  return wrapperRefusals.get(fn);
+}
+
+/** The refusals of the decorated methods of a class (its prototype chain), e.g. a non-async `@WithLock` method. */
+export function guardedMethodRefusals(prototype: object | null | undefined): string[] {
+  const found: string[] = [];
+  for (let proto = prototype; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (const key of Reflect.ownKeys(proto)) {
+      const method = Object.getOwnPropertyDescriptor(proto, key)?.value;
+      const refusal = typeof method === 'function' ? wrapperRefusals.get(method) : undefined;
+      if (refusal !== undefined && !found.includes(refusal)) found.push(refusal);
+    }
+  }
+  return found;
 }

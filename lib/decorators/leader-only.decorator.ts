@@ -2,8 +2,8 @@ import { InvalidUsageError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
 import { runWithLeadership } from '../context/coordination.context.js';
-import { describeTarget, isAsyncFunction, replaceMethod } from './method-wrapper.js';
-import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+import { describeTarget, methodKind, replaceMethod } from './method-wrapper.js';
+import { describeWrapper, kindOfWrapper, markDecorated, refusalOfWrapper, resolveRuntime } from './coordination.runtime.js';
 import { drainAware } from '../shutdown/drain-aware.js';
 
 /**
@@ -30,9 +30,12 @@ export function LeaderOnly(election?: string) {
       throw new InvalidUsageError(Messages.notAMethod('LeaderOnly', describeTarget(target, propertyKey)));
     }
     const where = describeTarget(target, propertyKey);
-    const isAsync = isAsyncFunction(descriptor.value);
+    // Sync methods stay sync (a skip returns undefined); async ones (see methodKind) get a resolved Promise.
+    const kind = methodKind(descriptor.value, target, propertyKey, kindOfWrapper);
+    const isAsync = kind === 'async';
+    const refusal = refusalOfWrapper(descriptor.value);
     markDecorated(target);
-    return replaceMethod(descriptor, (original) =>
+    const wrapped = replaceMethod(descriptor, (original) =>
       // The shutdown drain first; each run counts as a guarded run (the leadership is kept until it ends).
       drainAware({ decorator: 'LeaderOnly', where, isAsync, track: true }, function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
         let leadership;
@@ -55,6 +58,8 @@ export function LeaderOnly(election?: string) {
         }
         return runWithLeadership(name, leadership, () => original.apply(this, args));
       }),
-    ) as TypedPropertyDescriptor<T>;
+    );
+    describeWrapper(wrapped.value, kind, refusal);
+    return wrapped as TypedPropertyDescriptor<T>;
   };
 }

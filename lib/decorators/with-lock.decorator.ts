@@ -2,8 +2,8 @@ import type { OnLocked } from '../queue/lockable.js';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { validateName } from '../etcd/keys.js';
-import { describeTarget, replaceMethod } from './method-wrapper.js';
-import { markDecorated, resolveRuntime } from './coordination.runtime.js';
+import { declaredReturnType, describeTarget, isThenable, methodKind, replaceMethod } from './method-wrapper.js';
+import { describeWrapper, kindOfWrapper, markDecorated, refusalOfWrapper, resolveRuntime } from './coordination.runtime.js';
 import { validatePermits } from '../lock/permits.js';
 import { validateTimeout } from '../queue/queue-spec.js';
 import { drainAware } from '../shutdown/drain-aware.js';
@@ -30,7 +30,11 @@ type AsyncMethod<A extends unknown[]> = (...args: [...A, ...any[]]) => Promise<u
 /**
  * Runs the method while holding the distributed lock `name` (or the name
  * computed from the call's arguments). The method must return a Promise: on
- * a method that does not, this is a compile error.
+ * a method that does not, this is a compile error, and where nothing checks
+ * types (SWC), bootstrap fails with `InvalidUsageError` ("make it async"):
+ * a method is accepted when it is an `async function` or its
+ * `design:returntype` metadata is Promise. Without that metadata, its first
+ * call that returns a non-Promise rejects, and later calls are refused.
  *
  * Inside the method, {@link currentLock} gives the fencing token and the
  * AbortSignal; calling another `@WithLock` method with the same name
@@ -55,12 +59,27 @@ export function WithLock<A extends unknown[] = any[]>(
     }
     const where = describeTarget(target, propertyKey);
     markDecorated(target);
-    return replaceMethod(descriptor, (original) =>
+    // A method that does not return a Promise would silently become async here (no type check under
+    // SWC): refused at bootstrap when the metadata tells (see methodKind), otherwise at its first call.
+    const kind = methodKind(descriptor.value, target, propertyKey, kindOfWrapper);
+    const refusal = kind === 'sync'
+      ? Messages.decoratedMethodNotAsync('WithLock', where, Messages.notAsyncDeclared(declaredReturnType(target, propertyKey)))
+      : refusalOfWrapper(descriptor.value);
+    let returnedNonPromise = false;
+    const wrapped = replaceMethod(descriptor, (original) =>
       // The shutdown drain first: ticks skipped, direct calls refused, while running jobs finish.
       drainAware({ decorator: 'WithLock', where, isAsync: true, track: false }, async function withLockWrapper(this: unknown, ...args: unknown[]) {
+        if (returnedNonPromise) throw new InvalidUsageError(Messages.decoratedMethodNotAsync('WithLock', where, Messages.notAsyncRefusedBefore()));
         const runtime = resolveRuntime(this, 'WithLock', where);
         const lockName = typeof name === 'function' ? name(...(args as A)) : name;
-        const run = () => original.apply(this, args);
+        const run = () => {
+          const value = original.apply(this, args);
+          if (!isThenable(value)) {
+            returnedNonPromise = true;
+            throw new InvalidUsageError(Messages.decoratedMethodNotAsync('WithLock', where, Messages.notAsyncReturned(describeValue(value))));
+          }
+          return value;
+        };
         const acquireOptions = { onLocked: options.onLocked, timeout: options.timeout };
         let ran = false;
         const runOnce = () => {
@@ -79,8 +98,14 @@ export function WithLock<A extends unknown[] = any[]>(
         if (!ran) runtime.logger.debug(Messages.log.withLockSkipped(where, lockName));
         return result;
       }),
-    ) as TypedPropertyDescriptor<T>;
+    );
+    describeWrapper(wrapped.value, 'async', refusal);
+    return wrapped as TypedPropertyDescriptor<T>;
   };
+}
+
+function describeValue(value: unknown): string {
+  return value === null ? 'null' : value === undefined ? 'undefined' : `a ${typeof value}`;
 }
 
 function validateDecoratorOptions(options: WithLockDecoratorOptions): void {
