@@ -347,3 +347,6 @@ export const JobMessages = {
   rerun: (job: string, slot: string, attempt: number) => `Job "${job}" slot ${slot}: the runner died mid-run; re-running it (attempt ${attempt})`,
   recordFailed: (job: string, slot: string, message: string) => `Job "${job}" slot ${slot}: could not record the run's end in etcd (${message})`,
 } as const;
+
+// The shutdown drain's texts (lib/shutdown/).
+export { ShutdownMessages } from './shutdown/shutdown.messages.js';

@@ -26,6 +26,7 @@ import { MembershipService } from './membership/membership.service.js';
 import { ShardService } from './shards/shard.service.js';
 import { JobsService } from './jobs/jobs.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
+import { ShutdownDrain } from './shutdown/shutdown-drain.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
 import { Instrumentation } from './observability/instrumentation.js';
 import { INSTRUMENTATION } from './observability/instrumentation.token.js';
@@ -100,6 +101,12 @@ function coreProviders(): Provider[] {
       useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService, instrumentation: Instrumentation) =>
         new QueueEngine(ops, watches, sessions, instrumentation),
       inject: [EtcdOps, EtcdWatches, SessionService, INSTRUMENTATION],
+    },
+    // The graceful drain on shutdown: LockService and ElectionService run it (see their shutdown hooks).
+    {
+      provide: ShutdownDrain,
+      useFactory: (options: ResolvedCoordinationOptions, instrumentation: Instrumentation) => new ShutdownDrain(options.shutdownTimeout, instrumentation.logger),
+      inject: [RESOLVED_COORDINATION_OPTIONS, INSTRUMENTATION],
     },
     ...SERVICES,
     CoordinationExplorer,

@@ -12,6 +12,7 @@ export interface LeaderOnlyOptions extends FiringOptions {
   /** The election to lead (default: the module's default election). */
   election?: string;
 }
+import { drainAware } from '../shutdown/drain-aware.js';
 
 /**
  * Runs the method only while this instance leads `election` (the default
@@ -59,7 +60,8 @@ export function LeaderOnly(first?: string | LeaderOnlyOptions, second?: FiringOp
     const refusal = refusalOfWrapper(descriptor.value);
     markDecorated(target);
     const wrapped = replaceMethod(descriptor, (original) =>
-      function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
+      // The shutdown drain first; each run counts as a guarded run (the leadership is kept until it ends).
+      drainAware({ decorator: 'LeaderOnly', where, isAsync, track: true }, function leaderOnlyWrapper(this: unknown, ...args: unknown[]) {
         let leadership;
         let name: string | undefined;
         try {
@@ -85,7 +87,7 @@ export function LeaderOnly(first?: string | LeaderOnlyOptions, second?: FiringOp
           );
         }
         return runWithLeadership(name, leadership, () => original.apply(this, args));
-      },
+      }),
     );
     describeWrapper(wrapped.value, kind, refusal);
     return wrapped as TypedPropertyDescriptor<T>;

@@ -9,6 +9,7 @@ import { validateTimeout } from '../queue/queue-spec.js';
 import { currentLock } from '../context/coordination.context.js';
 import { resolveFiringOptions, wantsFiring, type FiringOptions } from '../jobs/firing-options.js';
 import { fireOnce } from '../jobs/firing-call.js';
+import { drainAware } from '../shutdown/drain-aware.js';
 
 /**
  * Options of {@link WithLock}. With `firing: 'once'` (on a `@Cron` / `@Interval`
@@ -76,7 +77,8 @@ export function WithLock<A extends unknown[] = any[]>(
       : refusalOfWrapper(descriptor.value);
     let returnedNonPromise = false;
     const wrapped = replaceMethod(descriptor, (original) =>
-      async function withLockWrapper(this: unknown, ...args: unknown[]) {
+      // The shutdown drain first: ticks skipped, direct calls refused, while running jobs finish.
+      drainAware({ decorator: 'WithLock', where, isAsync: true, track: false }, async function withLockWrapper(this: unknown, ...args: unknown[]) {
         if (returnedNonPromise) throw new InvalidUsageError(Messages.decoratedMethodNotAsync('WithLock', where, Messages.notAsyncRefusedBefore()));
         const runtime = resolveRuntime(this, 'WithLock', where);
         const lockName = typeof name === 'function' ? name(...(args as A)) : name;
@@ -113,7 +115,7 @@ export function WithLock<A extends unknown[] = any[]>(
         }
         if (!ran) runtime.logger.debug(Messages.log.withLockSkipped(where, lockName));
         return result;
-      },
+      }),
     );
     describeWrapper(wrapped.value, 'async', refusal);
     return wrapped as TypedPropertyDescriptor<T>;

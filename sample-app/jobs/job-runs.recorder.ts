@@ -148,9 +148,10 @@ export class JobRunRecorder implements BeforeApplicationShutdown {
   }
 
   /**
-   * By now leadership has been resigned and locks released (onModuleDestroy),
-   * so runs in flight are stopping; wait for them and their records, then the
-   * etcd client may close (SampleEtcd.onApplicationShutdown).
+   * The coordination module refuses new guarded runs from onModuleDestroy on
+   * and lets running ones finish (its drain), so runs in flight are ending;
+   * wait for them and their records, then the etcd client may close
+   * (SampleEtcd.onApplicationShutdown).
    */
   async beforeApplicationShutdown(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
