@@ -151,6 +151,8 @@ export const Messages = {
     leaderOnlySkipped: (target: string, election: string) =>
       `${target} skipped: not the leader of "${election}"`,
     withLockSkipped: (target: string, name: string) => `${target} skipped: lock "${name}" is held elsewhere`,
+    scheduledSkippedOutage: (target: string, message: string) =>
+      `${target} skipped: etcd could not be reached (${message}); the outage itself is logged once when it starts and once when it ends`,
     campaignFailed: (election: string, reason: string, retryMs: number) =>
       `campaign for "${election}" failed: ${reason}; retrying in ${retryMs} ms`,
     becameLeader: (election: string, token: bigint) => `became leader of "${election}" (fencing token ${token})`,

@@ -1,4 +1,5 @@
-import { ShutdownError } from '../errors/coordination.errors.js';
+import { EtcdUnavailableError, ShutdownError } from '../errors/coordination.errors.js';
+import { Messages } from '../coordination.messages.js';
 import { ShutdownMessages } from './shutdown.messages.js';
 import { isScheduled, resolveRuntime, type CoordinationRuntime } from '../decorators/coordination.runtime.js';
 
@@ -49,6 +50,13 @@ export function drainAware(options: DrainAwareOptions, inner: MethodWrapper): Me
     if (!scheduled || !isAsync || !(result instanceof Promise)) return result;
     return result.catch((err: unknown) => {
       if (drain.isRefusal(err)) return skip();
+      // A scheduler tick during an etcd outage: nobody awaits it, and @nestjs/schedule would log a
+      // stack trace per tick. The outage is logged once at its start and once at its end
+      // (lib/observability); each skipped tick only at debug. Direct calls still reject.
+      if (err instanceof EtcdUnavailableError) {
+        logger.debug(Messages.log.scheduledSkippedOutage(where, err.message));
+        return undefined;
+      }
       throw err;
     });
   };
