@@ -151,6 +151,8 @@ export const Messages = {
     leaderOnlySkipped: (target: string, election: string) =>
       `${target} skipped: not the leader of "${election}"`,
     withLockSkipped: (target: string, name: string) => `${target} skipped: lock "${name}" is held elsewhere`,
+    scheduledSkippedOutage: (target: string, message: string) =>
+      `${target} skipped: etcd could not be reached (${message}); the outage itself is logged once when it starts and once when it ends`,
     campaignFailed: (election: string, reason: string, retryMs: number) =>
       `campaign for "${election}" failed: ${reason}; retrying in ${retryMs} ms`,
     becameLeader: (election: string, token: bigint) => `became leader of "${election}" (fencing token ${token})`,
@@ -321,3 +323,32 @@ export const ShardMessages = {
       `ForEachOwnedShard: ${where} failed for shard ${shard} of "${group}": ${message}`,
   },
 } as const;
+
+// Once-per-firing scheduled jobs (issue 13, lib/jobs/).
+// ---------------------------------------------------------------------------
+
+/** Texts of once-per-firing jobs. */
+export const JobMessages = {
+  invalidChoice: (where: string, key: string, value: unknown, allowed: readonly string[]) =>
+    `${where}: invalid ${key} ${JSON.stringify(value) ?? String(value)} (expected one of ${allowed.map((a) => `'${a}'`).join(', ')})`,
+  invalidInteger: (where: string, key: string, value: unknown, min: number, max: number) =>
+    `${where}: invalid ${key} ${JSON.stringify(value) ?? String(value)} (expected an integer from ${min} to ${max})`,
+  firingRequired: (where: string, firing: unknown, stray: string | undefined) =>
+    firing !== undefined
+      ? `${where}: invalid firing ${JSON.stringify(firing) ?? String(firing)} (the only value is 'once')`
+      : `${where}: option "${stray}" needs firing: 'once'`,
+  unknownOption: (where: string, key: string, known: readonly string[]) => `${where}: unknown option "${key}" (known: ${known.join(', ')})`,
+  notScheduled: (where: string) =>
+    `${where}: firing: 'once' needs a @Cron(<cron expression or date>) or @Interval(ms) of @nestjs/schedule on the same method`,
+  noCronPackage: (where: string) =>
+    `${where}: firing: 'once' on a @Cron method needs the "cron" package that @nestjs/schedule depends on, and it could not be loaded`,
+  jobsMissing: (where: string) => `${where}: firing: 'once' needs the JobsService of CoordinationModule, which this application does not provide`,
+  firingSkipped: (job: string, slot: string, why: string) => `Job "${job}" slot ${slot} not run here: ${why}`,
+  misfire: (job: string, missed: number, policy: string, running: number) =>
+    `Job "${job}": ${missed} missed slot(s) within misfireThreshold; misfire '${policy}' runs ${running} of them`,
+  rerun: (job: string, slot: string, attempt: number) => `Job "${job}" slot ${slot}: the runner died mid-run; re-running it (attempt ${attempt})`,
+  recordFailed: (job: string, slot: string, message: string) => `Job "${job}" slot ${slot}: could not record the run's end in etcd (${message})`,
+} as const;
+
+// The shutdown drain's texts (lib/shutdown/).
+export { ShutdownMessages } from './shutdown/shutdown.messages.js';

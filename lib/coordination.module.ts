@@ -24,14 +24,16 @@ import { LockService } from './lock/lock.service.js';
 import { ElectionService } from './election/election.service.js';
 import { MembershipService } from './membership/membership.service.js';
 import { ShardService } from './shards/shard.service.js';
+import { JobsService } from './jobs/jobs.service.js';
 import { InvalidOptionsError, InvalidUsageError } from './errors/coordination.errors.js';
+import { ShutdownDrain } from './shutdown/shutdown-drain.js';
 import { Messages, ModuleMessages } from './coordination.messages.js';
 import { Instrumentation } from './observability/instrumentation.js';
 import { INSTRUMENTATION } from './observability/instrumentation.token.js';
 import { CoordinationEvents } from './observability/events.js';
 
 /** What the module exports (and, being global by default, offers to every module). */
-const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents, MembershipService, ShardService];
+const SERVICES = [SessionService, LockService, ElectionService, CoordinationEvents, MembershipService, ShardService, JobsService];
 
 /** Marker of one module instance; its value is irrelevant, its existence is counted. */
 interface ModuleInstanceMarker {
@@ -99,6 +101,12 @@ function coreProviders(): Provider[] {
       useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService, instrumentation: Instrumentation) =>
         new QueueEngine(ops, watches, sessions, instrumentation),
       inject: [EtcdOps, EtcdWatches, SessionService, INSTRUMENTATION],
+    },
+    // The graceful drain on shutdown: LockService and ElectionService run it (see their shutdown hooks).
+    {
+      provide: ShutdownDrain,
+      useFactory: (options: ResolvedCoordinationOptions, instrumentation: Instrumentation) => new ShutdownDrain(options.shutdownTimeout, instrumentation.logger),
+      inject: [RESOLVED_COORDINATION_OPTIONS, INSTRUMENTATION],
     },
     ...SERVICES,
     CoordinationExplorer,

@@ -9,6 +9,7 @@ import {
   DEFAULT_SESSION_TTL_SECONDS,
   NAMESPACE_SEPARATORS,
 } from './coordination.constants.js';
+
 import { InvalidOptionsError } from './errors/coordination.errors.js';
 import { Messages, ModuleMessages, type UnsafeCharacterKind } from './coordination.messages.js';
 import { findUnsafeCharacter, validateName } from './etcd/keys.js';
@@ -18,6 +19,8 @@ import type { CoordinationLogLevel } from './observability/logger.js';
 import type { MeterProviderLike } from './observability/metrics.js';
 import { validateObservabilityOptions } from './observability/observability.options.js';
 import { serializeMemberValue } from './membership/member-value.js';
+import { validateShutdownTimeout } from './shutdown/shutdown-options.js';
+
 
 /** Options of {@link CoordinationModule.forRoot}. Every field is optional. */
 export interface CoordinationModuleOptions {
@@ -101,6 +104,19 @@ export interface CoordinationModuleOptions {
    * application joins when it opens a shard group or calls `join()`.
    */
   membership?: boolean;
+  /**
+   * Graceful drain on shutdown, in ms (integer, 0 to 86400000; default
+   * 10000). When the application closes (`app.close()`, or a signal with
+   * `enableShutdownHooks()`), new guarded calls are refused with
+   * `ShutdownError` (scheduled ticks are skipped), and running guarded runs
+   * (`withLock`/`run`, `@WithLock`, `@LeaderOnly`) get up to this long to
+   * finish while keeping their locks and leadership; only then do their
+   * signals abort, locks are released, leaderships resigned and the session
+   * revoked. `0` aborts at once (the 0.1 behaviour). `Infinity` is refused:
+   * keep it below your orchestrator's kill deadline (Kubernetes:
+   * `terminationGracePeriodSeconds`, default 30 s).
+   */
+  shutdownTimeout?: number;
 }
 
 /**
@@ -141,11 +157,12 @@ export interface ResolvedCoordinationOptions {
   metrics: false | { meterProvider?: MeterProviderLike; names?: boolean };
   memberValue: unknown;
   membership: boolean;
+  shutdownTimeout: number;
 }
 
 const KNOWN_OPTIONS = new Set([
   'hosts', 'auth', 'credentials', 'client', 'namespace', 'sessionTtl', 'identity',
-  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal',
+  'connectTimeout', 'requestTimeout', 'election', 'fencingEpoch', 'isGlobal', 'shutdownTimeout',
   'logger', 'logLevel', 'metrics', 'memberValue', 'membership',
 ]);
 
@@ -291,6 +308,7 @@ export function resolveCoordinationOptions(
     ...validateObservabilityOptions(input, fail),
     memberValue: checkMemberValue(input.memberValue),
     membership: checkMembership(input.membership, input.memberValue !== undefined),
+    shutdownTimeout: validateShutdownTimeout(input.shutdownTimeout, fail),
   };
 }
 

@@ -56,3 +56,9 @@ export { ShardGroup, type ShardOwner, type ShardGroupStats } from './shards/shar
 export { currentShard, type ShardContext } from './shards/shard-context.js';
 export { shardOfKey } from './shards/shard-hash.js';
 export { ForEachOwnedShard, ShardOwned } from './shards/for-each-owned-shard.decorator.js';
+// Once-per-firing scheduled jobs (issue 13): README "Once per firing: scheduled jobs across the cluster".
+export type { LeaderOnlyOptions, LeaderOnlyDecorator } from './decorators/leader-only.decorator.js';
+export { JobsService } from './jobs/jobs.service.js';
+export { currentFiring, type Firing } from './jobs/firing-context.js';
+export type { FiringOptions, FiringGuarantee, MisfirePolicy, OverlapPolicy } from './jobs/firing-options.js';
+export type { JobRun, RunOutcome } from './jobs/run-ledger.js';

@@ -19,3 +19,5 @@ export {
   type ShardContext,
   type ShardGroup,
 } from '../lib/index.js';
+// Once-per-firing jobs and their run ledger (README "Once per firing").
+export { JobsService, currentFiring, type JobRun as LedgerRun } from '../lib/index.js';

@@ -32,6 +32,22 @@ export interface JobRun {
   detail?: string;
   /** Report job: whether the library still considered the lock held when the write was sent. */
   lockHeldAtWrite?: boolean;
+  /** Once-per-firing jobs: the schedule slot (epoch ms) and attempt the run was for (currentFiring()). */
+  slot?: number;
+  attempt?: number;
+}
+
+/** One record of the library's run ledger (JobsService.history()), as JSON for GET /history. */
+export interface LedgerRow {
+  job: string;
+  slot: number;
+  instance: string;
+  attempt: number;
+  fencingToken: string;
+  startedAt: number;
+  endedAt?: number;
+  outcome: string;
+  error?: string;
 }
 
 /** One leadership term as the instance itself saw it (from `leader$`), under `<ns>sample/terms/`. */
@@ -83,6 +99,8 @@ export interface InstanceStatus {
 /** GET /history: what every instance recorded in etcd (so also the records of dead instances). */
 export interface ClusterHistory {
   runs: JobRun[];
+  /** The library's run ledger of the once-per-firing jobs, per job name, newest first. */
+  ledger?: Record<string, LedgerRow[]>;
   terms: LeadershipTerm[];
   report: ReportState | null;
   now: number;

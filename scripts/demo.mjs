@@ -26,6 +26,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { shardChecks, startShardSampler } from './demo-shards.mjs';
+import { onceChecks } from './demo-jobs.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -833,6 +834,9 @@ function analyse(ctx) {
       ? runOverlaps.slice(0, 3).map(([x, y]) => `${x.id} ${x.job} ${rel(x.startedAt)}–${rel(x.end)} overlaps ${y.id} ${y.job} ${rel(y.startedAt)}–${rel(y.end)}`).join('; ')
       : `${leaderRuns.length} leader-only runs (@Interval and @Cron) on ${new Set(leaderRuns.map((r) => r.instance)).size} instances, none overlapping`,
   );
+
+  // Once-per-firing jobs (issue 13): scripts/demo-jobs.mjs.
+  for (const c of onceChecks([...observer.runs.values()])) check(c.name, c.ok, c.detail);
 
   let backwards = null;
   for (let i = 1; i < leaderRuns.length && !backwards; i++) {

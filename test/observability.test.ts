@@ -21,6 +21,7 @@ import {
   LockService,
   LockTimeoutError,
   SessionService,
+  WithLock,
   type CoordinationEvent,
 } from '../lib/index.js';
 import { etcdFixture } from './harness/etcd.js';
@@ -214,6 +215,18 @@ describe('metrics, events$ and logs (real etcd)', () => {
       async tick() {
         ticks++;
       }
+
+      // Scheduled (the metadata is what counts; the hour-long period keeps the scheduler out of it).
+      @Interval(3_600_000)
+      @WithLock('ticket', { timeout: 800 })
+      async scheduledLocked() {
+        return 'ran';
+      }
+
+      @WithLock('ticket', { timeout: 800 })
+      async directLocked() {
+        return 'ran';
+      }
     }
     const m = meter();
     try {
@@ -236,6 +249,12 @@ describe('metrics, events$ and logs (real etcd)', () => {
       await eventually(() => events.some((e) => e.type === 'etcd.error' && e.operation === 'lease-grant'), 10_000, 'a failed session grant');
       // A lock wait that ends during the outage names the outage, not "held elsewhere".
       await assert.rejects(app.get(LockService).acquire('during', { timeout: 1_500 }), EtcdUnavailableError);
+      // A scheduled @WithLock tick is skipped (undefined, debug line) instead of rejecting once per
+      // tick into @nestjs/schedule's error log; a direct call still gets the typed error.
+      const ticker = app.get(Ticker);
+      assert.equal(await ticker.scheduledLocked(), undefined);
+      assert.ok(logger.at('debug').some((line) => /scheduledLocked\(\) skipped: etcd could not be reached/.test(line)), 'the skip is logged at debug');
+      await assert.rejects(ticker.directLocked(), EtcdUnavailableError);
       assert.equal(ticks, ticksAtLoss, '@LeaderOnly skipped every tick without leadership');
       proxy.setMode({ kind: 'reset' });
       await delay(100);

@@ -5,7 +5,9 @@ import { Messages } from '../coordination.messages.js';
 import { DiscoveryService } from '@nestjs/core';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { JobsService } from '../jobs/jobs.service.js';
 import {
   applicationBound,
   bindClass,
@@ -34,9 +36,12 @@ export class CoordinationExplorer implements OnModuleInit, OnApplicationShutdown
     private readonly discovery: DiscoveryService,
     locks: LockService,
     elections: ElectionService,
+    drain: ShutdownDrain,
     @Optional() @Inject(INSTRUMENTATION) instrumentation?: Instrumentation,
+    // Optional: the testing kit (lib/testing) does not provide it.
+    @Optional() jobs?: JobsService,
   ) {
-    this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger };
+    this.runtime = { locks, elections, logger: (instrumentation ?? Instrumentation.plain()).logger, jobs, drain };
     // Providers are created before any lifecycle hook: refusing here leaves no session behind.
     refuseUnguardableMethods(discovery);
   }

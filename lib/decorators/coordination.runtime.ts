@@ -1,6 +1,8 @@
 import type { CoordinationLogger } from '../observability/logger.js';
 import type { LockService } from '../lock/lock.service.js';
 import type { ElectionService } from '../election/election.service.js';
+import type { JobsService } from '../jobs/jobs.service.js';
+import type { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { InvalidUsageError, ModuleNotInitializedError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import type { MethodKind } from './method-wrapper.js';
@@ -10,6 +12,10 @@ export interface CoordinationRuntime {
   readonly locks: LockService;
   readonly elections: ElectionService;
   readonly logger: CoordinationLogger;
+  /** Once-per-firing jobs (absent in runtimes built without it). */
+  readonly jobs?: JobsService;
+  /** The application's shutdown drain: decorated calls during it skip (scheduled) or fail with ShutdownError. */
+  readonly drain: ShutdownDrain;
 }
 
 /** Instances bound by the explorer. A symbol property would show in the user's object; a WeakMap does not. */
@@ -101,6 +107,15 @@ export function scheduledGuardedMethods(instance: object): string[] {
     }
   }
   return found;
+}
+
+/**
+ * Whether `@nestjs/schedule` calls this method (@Cron/@Interval/@Timeout on
+ * it, above or below our decorator): during the shutdown drain such a call
+ * is a tick to skip, not a caller to answer with ShutdownError.
+ */
+export function isScheduled(method: Function): boolean {
+  return Reflect.getMetadata(SCHEDULER_TYPE, method) !== undefined;
 }
 
 /** Wrappers made by @WithLock/@LeaderOnly. */

@@ -6,9 +6,18 @@ import { declaredReturnType, describeTarget, isThenable, methodKind, replaceMeth
 import { describeWrapper, kindOfWrapper, markDecorated, refusalOfWrapper, resolveRuntime } from './coordination.runtime.js';
 import { validatePermits } from '../lock/permits.js';
 import { validateTimeout } from '../queue/queue-spec.js';
+import { currentLock } from '../context/coordination.context.js';
+import { resolveFiringOptions, wantsFiring, type FiringOptions } from '../jobs/firing-options.js';
+import { fireOnce } from '../jobs/firing-call.js';
+import { drainAware } from '../shutdown/drain-aware.js';
 
-/** Options of {@link WithLock}. */
-export interface WithLockDecoratorOptions {
+/**
+ * Options of {@link WithLock}. With `firing: 'once'` (on a `@Cron` / `@Interval`
+ * method, see {@link FiringOptions}) every instance's scheduler may call it: the
+ * first to get the lock claims the slot and runs it, the others do not run it.
+ * `onLocked` then defaults to `'skip'` with overlap `'skip'`, else to `'wait'`.
+ */
+export interface WithLockDecoratorOptions extends FiringOptions {
   /** When the lock is held elsewhere: `wait` (default), `skip` (resolve undefined without running) or `fail` (LockHeldError). */
   onLocked?: OnLocked;
   /** With `wait`: give up after this many ms with LockTimeoutError. */
@@ -48,6 +57,8 @@ export function WithLock<A extends unknown[] = any[]>(
 ) {
   if (typeof name !== 'function') validateName('lock', name);
   validateDecoratorOptions(options);
+  const { onLocked: _o, timeout: _t, mode: _m, permits: _p, ...firingPart } = options;
+  const firing = wantsFiring(firingPart) ? resolveFiringOptions('@WithLock', firingPart) : undefined;
   return <T extends AsyncMethod<A>>(
     target: object,
     propertyKey: string | symbol,
@@ -66,11 +77,12 @@ export function WithLock<A extends unknown[] = any[]>(
       : refusalOfWrapper(descriptor.value);
     let returnedNonPromise = false;
     const wrapped = replaceMethod(descriptor, (original) =>
-      async function withLockWrapper(this: unknown, ...args: unknown[]) {
+      // The shutdown drain first: ticks skipped, direct calls refused, while running jobs finish.
+      drainAware({ decorator: 'WithLock', where, isAsync: true, track: false }, async function withLockWrapper(this: unknown, ...args: unknown[]) {
         if (returnedNonPromise) throw new InvalidUsageError(Messages.decoratedMethodNotAsync('WithLock', where, Messages.notAsyncRefusedBefore()));
         const runtime = resolveRuntime(this, 'WithLock', where);
         const lockName = typeof name === 'function' ? name(...(args as A)) : name;
-        const run = () => {
+        const call = () => {
           const value = original.apply(this, args);
           if (!isThenable(value)) {
             returnedNonPromise = true;
@@ -78,7 +90,15 @@ export function WithLock<A extends unknown[] = any[]>(
           }
           return value;
         };
-        const acquireOptions = { onLocked: options.onLocked, timeout: options.timeout };
+        const run = firing
+          ? () => {
+              const hold = currentLock(lockName);
+              if (!hold) throw new InvalidUsageError(Messages.notAMethod('WithLock', where)); // unreachable: run() holds it
+              return fireOnce(runtime.jobs, this, propertyKey, where, firing, hold, call);
+            }
+          : call;
+        const onLocked = options.onLocked ?? (firing ? (firing.overlap === 'skip' ? 'skip' : 'wait') : undefined);
+        const acquireOptions = { onLocked, timeout: options.timeout };
         let ran = false;
         const runOnce = () => {
           ran = true;
@@ -95,7 +115,7 @@ export function WithLock<A extends unknown[] = any[]>(
         }
         if (!ran) runtime.logger.debug(Messages.log.withLockSkipped(where, lockName));
         return result;
-      },
+      }),
     );
     describeWrapper(wrapped.value, 'async', refusal);
     return wrapped as TypedPropertyDescriptor<T>;

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Observable } from 'rxjs';
 import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
@@ -16,6 +16,7 @@ import { Campaigns } from './campaigns.js';
 import { DefaultElection } from './default-election.js';
 import { handover, type HandoverOptions, type HandoverResult } from './handover.js';
 import { observeLeader } from './election-observer.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import type { LeaderInfo, LeaderState, LeadershipContext } from './leadership.js';
 
 /** Options of {@link ElectionService.campaign}: the {@link AcquireOptions} of every kind, plus the proposal. */
@@ -46,7 +47,7 @@ const MAX_VALUE_BYTES = 1024 * 1024;
  * re-campaigned after session loss, and resigned on shutdown.
  */
 @Injectable()
-export class ElectionService implements OnModuleInit, OnModuleDestroy {
+export class ElectionService implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly campaigns: Campaigns;
   private readonly defaultElectionMachine?: DefaultElection;
 
@@ -56,10 +57,13 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
     private readonly watches: EtcdWatches,
     private readonly engine: QueueEngine,
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
+    private readonly drain: ShutdownDrain,
   ) {
     this.campaigns = new Campaigns(engine, options.namespace);
     const name = this.defaultElection;
     if (name === undefined) return;
+    // The drain begins: the default election stops campaigning (a leadership held is kept until the drain ends).
+    drain.stopSignal.addEventListener('abort', () => this.campaigns.withdraw(name), { once: true });
     // The default election's keys are a candidate key of this session: nothing else may use the name.
     engine.names.reserve(name, 'election');
     this.defaultElectionMachine = new DefaultElection({
@@ -68,7 +72,7 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
       campaigns: this.campaigns,
       observe: () => this.observe(name),
       ownLease: () => sessions.peek()?.leaseId,
-      shutdown: sessions.shutdownSignal,
+      shutdown: AbortSignal.any([drain.stopSignal, sessions.shutdownSignal]),
       connectTimeout: options.connectTimeout,
     });
   }
@@ -96,7 +100,10 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
   election(election?: string): Lockable<LeadershipContext> {
     const name = this.electionName(election);
     const acquire = (options?: AcquireOptions) => this.campaign(name, options);
-    const tryAcquire = () => this.campaigns.tryCampaign(name, this.options.identity);
+    const tryAcquire = async () => {
+      this.drain.admit(`tryAcquire of election "${name}"`);
+      return this.campaigns.tryCampaign(name, this.options.identity);
+    };
     const target: RunTarget<LeadershipContext> = {
       kind: 'election',
       name,
@@ -111,7 +118,10 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
       kind: 'election',
       acquire,
       tryAcquire,
-      run: (<T>(fn: (hold: LeadershipContext) => Promise<T> | T, options: RunOptions = {}) => runHeld(target, fn, options)) as Lockable<LeadershipContext>['run'],
+      run: (async <T>(fn: (hold: LeadershipContext) => Promise<T> | T, options: RunOptions = {}) => {
+        this.drain.admit(`run of election "${name}"`);
+        return this.drain.stoppable(`run of election "${name}"`, options, (o) => this.drain.run(() => runHeld(target, fn, o as RunOptions)));
+      }) as Lockable<LeadershipContext>['run'],
       holder: () => this.leader(name),
     };
   }
@@ -129,7 +139,9 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
     const name = this.electionName(election);
     const value = options?.value ?? this.options.identity;
     checkValue(value, 'campaign');
-    return this.campaigns.campaign(name, value, options);
+    const what = `campaign in election "${name}"`;
+    this.drain.admit(what);
+    return this.drain.stoppable(what, options, (o) => this.campaigns.campaign(name, value, o));
   }
 
   /** Changes the leader's value without a new election. NotLeaderError unless we lead. */
@@ -259,7 +271,18 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy {
     await this.defaultElectionMachine.start();
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Shutdown, step 1: the drain begins; waiting campaigns stop, leaderships are kept. */
+  onModuleDestroy(): void {
+    this.drain.begin();
+  }
+
+  /**
+   * Shutdown, step 2: once the running guarded runs have finished (or
+   * `shutdownTimeout` passed), resigns every leadership, so that the next
+   * leader never starts while a run of ours still runs.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drain.settle();
     this.sessions.beginShutdown();
     await this.campaigns.shutdown();
     await this.defaultElectionMachine?.stop();

@@ -130,7 +130,13 @@ export class EtcdHistoryResetError extends SessionLostError {
   }
 }
 
-/** The application is shutting down; the request was refused or interrupted. */
+/**
+ * The application is shutting down; the request was refused or interrupted
+ * (code `SHUTTING_DOWN`). From the start of the shutdown drain (see the
+ * `shutdownTimeout` option) new locks, runs and campaigns are refused with
+ * it, except calls made from inside a running guarded run; waits in
+ * progress end with it; after the drain, so does every remaining hold's signal.
+ */
 export class ShutdownError extends CoordinationError {
   constructor(message: string) {
     super('SHUTTING_DOWN', message);

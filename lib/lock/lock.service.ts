@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { RESOLVED_COORDINATION_OPTIONS } from '../coordination.constants.js';
 import type { ResolvedCoordinationOptions } from '../coordination.options.js';
 import { EtcdOps } from '../etcd/etcd-ops.js';
@@ -12,6 +12,8 @@ import type { AcquireOptions, QueueSpec } from '../queue/queue-spec.js';
 import type { LockHandle } from './lock-handle.js';
 import { mutexSpec, readWriteSpec, semaphoreSpec, type LockSpecContext } from './lock-specs.js';
 import { QueueSemaphore, type Semaphore } from './semaphore.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
+import { GatedLockable, GatedSemaphore } from '../shutdown/gated-lockable.js';
 import { shardServiceFor } from '../shards/shard-registry.js';
 
 export type { OnLocked, ForceReleaseOptions, ForcedRelease };
@@ -39,7 +41,7 @@ export interface ReadWriteLock {
  * methods (`acquire`, `withLock`, `readLock`, ...) remain as shortcuts.
  */
 @Injectable()
-export class LockService implements OnModuleDestroy {
+export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
   private readonly context: LockSpecContext;
   private uniqueSequence = 0;
   private readonly logger = new Logger('Coordination');
@@ -49,6 +51,7 @@ export class LockService implements OnModuleDestroy {
     private readonly ops: EtcdOps,
     private readonly engine: QueueEngine,
     @Inject(RESOLVED_COORDINATION_OPTIONS) options: ResolvedCoordinationOptions,
+    private readonly drain: ShutdownDrain,
   ) {
     this.context = {
       namespace: options.namespace,
@@ -59,7 +62,7 @@ export class LockService implements OnModuleDestroy {
 
   private lockable(spec: () => QueueSpec, name: string, kind: string, held: () => string): Lockable<LockHandle> {
     spec(); // validate the name now, not at the first call
-    return new QueueLockable<LockHandle>(this.engine, this.ops, spec, name, kind, held);
+    return new GatedLockable(new QueueLockable<LockHandle>(this.engine, this.ops, spec, name, kind, held), this.drain);
   }
 
   /** The mutex `name`. Cheap to call: the object holds no state. */
@@ -83,7 +86,7 @@ export class LockService implements OnModuleDestroy {
   semaphore(name: string, permits: number): Semaphore {
     const spec = () => semaphoreSpec(this.context, name, permits);
     spec(); // validate the name and permits now
-    return new QueueSemaphore(this.engine, this.ops, spec, name, permits);
+    return new GatedSemaphore(new QueueSemaphore(this.engine, this.ops, spec, name, permits), this.drain);
   }
 
   /**
@@ -183,7 +186,18 @@ export class LockService implements OnModuleDestroy {
     return released;
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Shutdown, step 1: the drain begins (new guarded calls are refused; running ones go on). */
+  onModuleDestroy(): void {
+    this.drain.begin();
+  }
+
+  /**
+   * Shutdown, step 2 (the HTTP server still serves): waits for the running
+   * guarded runs up to `shutdownTimeout`, then ends every hold (signal
+   * first, then the key) before the session is revoked.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drain.settle();
     this.sessions.beginShutdown();
     // Shard groups hand their shards on after their running work, before every hold ends below.
     await shardServiceFor(this)?.leaveForShutdown();

@@ -11,6 +11,7 @@ import { FakeCluster } from './fake-cluster.js';
 import { FakeOps, FakeWatches } from './fake-etcd.js';
 import { FakeSessionService } from './fake-session.js';
 import { QueueEngine } from '../queue/queue.engine.js';
+import { ShutdownDrain } from '../shutdown/shutdown-drain.js';
 import { FakeCoordination } from './fake-coordination.js';
 import { Instrumentation } from '../observability/instrumentation.js';
 import { INSTRUMENTATION } from '../observability/instrumentation.token.js';
@@ -61,17 +62,23 @@ export class CoordinationTestingModule {
             new QueueEngine(ops as unknown as EtcdOps, watches as unknown as EtcdWatches, sessions, instrumentation),
           inject: [FakeOps, FakeWatches, SessionService, INSTRUMENTATION],
         },
+        // The same graceful drain on shutdown as CoordinationModule (option shutdownTimeout).
+        {
+          provide: ShutdownDrain,
+          useFactory: (o: ResolvedTestingOptions, instrumentation: Instrumentation) => new ShutdownDrain(o.coordination.shutdownTimeout, instrumentation.logger),
+          inject: [TESTING_OPTIONS, INSTRUMENTATION],
+        },
         {
           provide: LockService,
-          useFactory: (sessions: SessionService, ops: FakeOps, engine: QueueEngine, o: ResolvedTestingOptions) =>
-            new LockService(sessions, ops as unknown as EtcdOps, engine, o.coordination),
-          inject: [SessionService, FakeOps, QueueEngine, TESTING_OPTIONS],
+          useFactory: (sessions: SessionService, ops: FakeOps, engine: QueueEngine, o: ResolvedTestingOptions, drain: ShutdownDrain) =>
+            new LockService(sessions, ops as unknown as EtcdOps, engine, o.coordination, drain),
+          inject: [SessionService, FakeOps, QueueEngine, TESTING_OPTIONS, ShutdownDrain],
         },
         {
           provide: ElectionService,
-          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: QueueEngine, o: ResolvedTestingOptions) =>
-            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination),
-          inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS],
+          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, engine: QueueEngine, o: ResolvedTestingOptions, drain: ShutdownDrain) =>
+            new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination, drain),
+          inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS, ShutdownDrain],
         },
         // Lock and leadership events as with etcd (no metrics, no session events: the fake session is not etcd's).
         { provide: INSTRUMENTATION, useFactory: (o: ResolvedTestingOptions) => Instrumentation.plain(o.coordination.identity, o.coordination.namespace), inject: [TESTING_OPTIONS] },

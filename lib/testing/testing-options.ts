@@ -23,6 +23,8 @@ export interface CoordinationTestingOptions {
    * new one for each application.
    */
   cluster?: FakeCluster;
+  /** The graceful drain on `app.close()`, in ms, as in `CoordinationModule` (default 10000; 0 aborts running runs at once). */
+  shutdownTimeout?: number;
 }
 
 /** The validated options (internal). */
@@ -36,7 +38,7 @@ export interface ResolvedTestingOptions {
 /** Injection token of the resolved testing options (internal). */
 export const TESTING_OPTIONS = Symbol.for('nest-etcd-coordination:testing-options');
 
-const KNOWN = ['leader', 'election', 'identity', 'otherIdentity', 'namespace', 'isGlobal', 'cluster'] as const;
+const KNOWN = ['leader', 'election', 'identity', 'otherIdentity', 'namespace', 'isGlobal', 'cluster', 'shutdownTimeout'] as const;
 
 /** Validates the options with the library's own rules (identity, namespace, election name). */
 export function resolveTestingOptions(input: CoordinationTestingOptions = {}): ResolvedTestingOptions {
@@ -47,8 +49,8 @@ export function resolveTestingOptions(input: CoordinationTestingOptions = {}): R
   if (input.leader !== undefined && typeof input.leader !== 'boolean') {
     throw new InvalidOptionsError('leader', TestingMessages.invalidOption('leader', 'must be a boolean'));
   }
-  const { identity = 'test', otherIdentity = 'other-instance', namespace, election, isGlobal } = input;
-  const coordination = resolveCoordinationOptions({ identity, namespace, election, isGlobal }, {});
+  const { identity = 'test', otherIdentity = 'other-instance', namespace, election, isGlobal, shutdownTimeout } = input;
+  const coordination = resolveCoordinationOptions({ identity, namespace, election, isGlobal, shutdownTimeout }, {});
   resolveCoordinationOptions({ identity: otherIdentity }, {});
   if (otherIdentity === coordination.identity) {
     throw new InvalidOptionsError('otherIdentity', TestingMessages.invalidOption('otherIdentity', 'must differ from identity'));

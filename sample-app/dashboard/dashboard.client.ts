@@ -159,6 +159,7 @@ async function pollHistory(): Promise<void> {
         if (term.to !== undefined) feedSteppedDown(term.instance, term.fencingToken, term.to);
       }
       report = history.report;
+      ledger = history.ledger ?? ledger;
       // Overlap the next window: a run that started earlier may have finished since.
       historySince = history.now - 15_000;
       const horizon = Date.now() - 2 * WINDOW_MS;
@@ -351,6 +352,7 @@ function render(): void {
   renderTimeline(now);
   renderHandovers();
   renderReport();
+  renderLedger();
   $('feed').innerHTML = [...feed].reverse().map((f) => `<li><span class="t">${clock(f.at)}</span>${f.html}</li>`).join('') ||
     '<li class="muted">waiting for events…</li>';
 }
@@ -494,6 +496,24 @@ function renderHandovers(): void {
         })
         .join('')
     : '<li class="muted">none yet: stop the leader (Ctrl-C or kill) to see one</li>';
+}
+
+let ledger: ClusterHistory['ledger'] = {};
+
+/** The library's run ledger: the last slots of each once-per-firing job, who ran them, and how. */
+function renderLedger(): void {
+  const jobs = Object.entries(ledger ?? {});
+  $('ledger').innerHTML = jobs.length
+    ? jobs
+        .map(([job, rows]) =>
+          `<p><b>${escapeHtml(job)}</b> · ${rows.length} records</p><ol>${rows
+            .slice(0, 6)
+            .map((r) => `<li><span class="t">${clock(r.slot)}</span><b>${escapeHtml(r.instance)}</b> ${escapeHtml(r.outcome)}` +
+              `${r.attempt > 1 ? ` <span class="refused">attempt ${r.attempt}</span>` : ''} <span class="mono">#${escapeHtml(r.fencingToken)}</span>` +
+              `${r.error ? ` <span class="muted">${escapeHtml(r.error)}</span>` : ''}</li>`)
+            .join('')}</ol>`)
+        .join('')
+    : '<p class="muted">no once-per-firing run recorded yet</p>';
 }
 
 function renderReport(): void {

@@ -98,6 +98,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <div class="bottom">
     <section><h2>Handovers</h2><ol id="handovers" data-testid="handovers"></ol></section>
     <section><h2>Shared report <small>fenced by the lock's token</small></h2><div id="report" data-testid="report"></div></section>
+    <section><h2>Run ledger <small>once per firing, from etcd (JobsService.history)</small></h2><div id="ledger" data-testid="ledger"></div></section>
     <section><h2>Live events <small>server-sent, from every instance</small></h2><ol id="feed"></ol></section>
   </div>
   <div class="bottom">

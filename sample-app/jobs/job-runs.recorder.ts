@@ -61,8 +61,16 @@ export class JobRunRecorder implements BeforeApplicationShutdown {
    * as `aborted` when `signal` (leadership's or the lock's) has aborted, else
    * as `failed`; it is not rethrown (the scheduler would only log it).
    */
-  track(job: JobName, leaderOnly: boolean, fencingToken: bigint, signal: AbortSignal, work: () => Promise<RunResult>): Promise<void> {
+  track(
+    job: JobName,
+    leaderOnly: boolean,
+    fencingToken: bigint,
+    signal: AbortSignal,
+    work: () => Promise<RunResult>,
+    firing?: { slot: number; attempt: number },
+  ): Promise<void> {
     const run: JobRun = {
+      ...(firing ? { slot: firing.slot, attempt: firing.attempt } : {}),
       id: `${this.config.instanceId}:${process.pid}#${++this.sequence}`,
       instance: this.config.instanceId,
       job,
@@ -140,9 +148,10 @@ export class JobRunRecorder implements BeforeApplicationShutdown {
   }
 
   /**
-   * By now leadership has been resigned and locks released (onModuleDestroy),
-   * so runs in flight are stopping; wait for them and their records, then the
-   * etcd client may close (SampleEtcd.onApplicationShutdown).
+   * The coordination module refuses new guarded runs from onModuleDestroy on
+   * and lets running ones finish (its drain), so runs in flight are ending;
+   * wait for them and their records, then the etcd client may close
+   * (SampleEtcd.onApplicationShutdown).
    */
   async beforeApplicationShutdown(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
 import { ElectionService, type LeaderState } from '../coordination.js';
 import { SampleEtcd } from '../etcd/sample-etcd.js';
@@ -12,7 +12,7 @@ import type { LeadershipTerm } from '../sample.types.js';
  * believed they led at the same time.
  */
 @Injectable()
-export class LeadershipJournal implements OnModuleInit, BeforeApplicationShutdown {
+export class LeadershipJournal implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(LeadershipJournal.name);
   private readonly terms: LeadershipTerm[] = [];
   private readonly writes = new Set<Promise<void>>();
@@ -71,8 +71,10 @@ export class LeadershipJournal implements OnModuleInit, BeforeApplicationShutdow
     void write.finally(() => this.writes.delete(write));
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
-    // ElectionService resigned in onModuleDestroy, so the last term is closed by now.
+  async onApplicationShutdown(): Promise<void> {
+    // ElectionService resigns in its beforeApplicationShutdown, once running jobs have drained (after
+    // this module's own beforeApplicationShutdown hooks): by onApplicationShutdown the last term is
+    // closed. SampleEtcd closes its client after this hook (it is a dependency of this class).
     this.subscription?.unsubscribe();
     await Promise.allSettled([...this.writes]);
   }

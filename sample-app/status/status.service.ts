@@ -3,13 +3,14 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { AddressInfo } from 'node:net';
 import { Range } from 'etcd3';
 import { merge, map, type Observable } from 'rxjs';
-import { ElectionService, LockService, SessionService } from '../coordination.js';
+import { ElectionService, JobsService, LockService, SessionService } from '../coordination.js';
+import { LEDGER_JOBS } from '../jobs/leader-jobs.service.js';
 import { SampleEtcd } from '../etcd/sample-etcd.js';
 import { JobRunRecorder } from '../jobs/job-runs.recorder.js';
 import { LeadershipJournal } from '../leadership/leadership.journal.js';
 import { FencedReportStore } from '../report/fenced-report.store.js';
 import { SAMPLE_CONFIG, type SampleConfig } from '../sample.config.js';
-import type { ClusterHistory, InstanceStatus, JobRun, LeadershipTerm, SampleEvent } from '../sample.types.js';
+import type { ClusterHistory, InstanceStatus, JobRun, LeadershipTerm, LedgerRow, SampleEvent } from '../sample.types.js';
 
 /** How far back GET /history looks when the caller does not say. */
 const DEFAULT_HISTORY_MS = 120_000;
@@ -30,6 +31,7 @@ export class StatusService {
     private readonly store: FencedReportStore,
     private readonly etcd: SampleEtcd,
     private readonly adapterHost: HttpAdapterHost,
+    private readonly jobs: JobsService,
   ) {}
 
   /** Called by main.ts once the server listens: with PORT=0 the port is only known then. */
@@ -78,17 +80,38 @@ export class StatusService {
   /** Run records of every instance since `since` (epoch ms), every leadership term, and the report. */
   async history(since = Date.now() - DEFAULT_HISTORY_MS): Promise<ClusterHistory> {
     const { client, keys } = this.etcd;
-    const [runs, terms, report] = await Promise.all([
+    const [runs, terms, report, ledger] = await Promise.all([
       client.getAll().inRange(new Range(keys.runsBefore(since), Range.prefix(keys.runsPrefix).end)).strings(),
       client.getAll().prefix(keys.termsPrefix).strings(),
       this.store.read(),
+      this.ledger(),
     ]);
     return {
       runs: Object.values(runs).map((v) => JSON.parse(v) as JobRun),
+      ledger,
       terms: Object.values(terms).map((v) => JSON.parse(v) as LeadershipTerm),
       report,
       now: Date.now(),
     };
+  }
+
+  /** The library's run ledger of the once-per-firing jobs (JobsService.history), as JSON. */
+  private async ledger(): Promise<Record<string, LedgerRow[]>> {
+    const result: Record<string, LedgerRow[]> = {};
+    for (const job of Object.values(LEDGER_JOBS)) {
+      result[job] = (await this.jobs.history(job)).map((r) => ({
+        job: r.job,
+        slot: r.slot,
+        instance: r.instance,
+        attempt: r.attempt,
+        fencingToken: r.fencingToken.toString(),
+        startedAt: r.startedAt.getTime(),
+        ...(r.endedAt ? { endedAt: r.endedAt.getTime() } : {}),
+        outcome: r.outcome,
+        ...(r.error !== undefined ? { error: r.error } : {}),
+      }));
+    }
+    return result;
   }
 
   /** leader$, session state and job runs of this instance, as server-sent event data. */
