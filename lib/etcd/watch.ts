@@ -13,6 +13,8 @@ export interface WatchTarget {
   deletesOnly?: boolean;
   /** Ask etcd for the previous key-value of each event. */
   previous?: boolean;
+  /** Called once etcd has created the watch (its first 'connected'); lets callers pace watch creation. */
+  onCreated?: () => void;
 }
 
 /** One watch event: `previous` only when asked for and etcd still had it. */
@@ -82,7 +84,14 @@ export class EtcdWatches {
       };
       const onAbort = () => finish('aborted', true);
       signal.addEventListener('abort', onAbort, { once: true });
-      watcher.on('connected', () => (connected = true));
+      let created = false;
+      watcher.on('connected', () => {
+        connected = true;
+        if (!created) {
+          created = true;
+          target.onCreated?.();
+        }
+      });
       watcher.on('disconnected', () => (connected = false));
       const deliver = (type: WatchEvent['type']) => (kv: IKeyValue, previous?: IKeyValue) => {
         if (done) return;

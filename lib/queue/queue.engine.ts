@@ -19,7 +19,7 @@ import { Instrumentation } from '../observability/instrumentation.js';
 import { backoffDelay, operationSignal, raceSignal, sleep, type OperationSignal } from '../util/abort.js';
 import { LocalMutexMap } from './local-mutex.js';
 import { Hold, ReentrantHold } from './hold.js';
-import { watchHeldKey } from './held-key-watch.js';
+import { HeldKeyWatches } from './held-key-watch.js';
 import { KeyRemover } from './key-removal.js';
 import { NameRegistry } from './name-registry.js';
 import { claimAndWait, OwnKeyGoneError, type QueuedKey } from './queue-wait.js';
@@ -45,6 +45,7 @@ export class QueueEngine {
   private readonly held = new Set<Hold>();
   readonly names = new NameRegistry();
   private readonly removals: KeyRemover;
+  private readonly heldKeys: HeldKeyWatches;
 
   constructor(
     private readonly ops: EtcdOps,
@@ -53,6 +54,7 @@ export class QueueEngine {
     readonly instrumentation: Instrumentation = Instrumentation.plain(),
   ) {
     this.removals = new KeyRemover(ops, sessions.shutdownSignal);
+    this.heldKeys = new HeldKeyWatches(watches, ops);
   }
 
   /** Waits for our turn. See {@link AcquireOptions} for timeout and abort. */
@@ -241,7 +243,7 @@ export class QueueEngine {
     const hold: H = spec.createHold ? spec.createHold(init) : (new Hold(init) as H);
     this.held.add(hold);
     // Someone else deleting or replacing our key (etcdctl del, a force release) ends the hold at once.
-    watchHeldKey(this.watches, this.ops, hold, spec.kind, knownAt + 1n, (reason) => void hold.revoke(reason).catch(() => undefined));
+    this.heldKeys.watch(hold, spec.kind, knownAt + 1n, (reason) => void hold.revoke(reason).catch(() => undefined));
     return hold;
   }
 

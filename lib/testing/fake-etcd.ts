@@ -157,6 +157,7 @@ export class FakeWatches implements WatchesSurface {
       };
       const stop = this.store.onChange(deliver);
       this.active.add(close);
+      if (target.onCreated) queueMicrotask(target.onCreated);
       signal.addEventListener('abort', onAbort, { once: true });
       queueMicrotask(deliver);
     });
