@@ -98,9 +98,9 @@ function coreProviders(): Provider[] {
     { provide: EtcdWatches, useFactory: (holder: EtcdClientHolder) => new EtcdWatches(holder), inject: [ETCD_CLIENT_HOLDER] },
     {
       provide: QueueEngine,
-      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService, instrumentation: Instrumentation) =>
-        new QueueEngine(ops, watches, sessions, instrumentation),
-      inject: [EtcdOps, EtcdWatches, SessionService, INSTRUMENTATION],
+      useFactory: (ops: EtcdOps, watches: EtcdWatches, sessions: SessionService, instrumentation: Instrumentation, options: ResolvedCoordinationOptions) =>
+        new QueueEngine(ops, watches, sessions, instrumentation, options.namespace),
+      inject: [EtcdOps, EtcdWatches, SessionService, INSTRUMENTATION, RESOLVED_COORDINATION_OPTIONS],
     },
     // The graceful drain on shutdown: LockService and ElectionService run it (see their shutdown hooks).
     {

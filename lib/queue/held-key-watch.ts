@@ -44,9 +44,18 @@ export interface HeldKeyWatchPacing {
    * keepalive (the bench saw the session lost that way).
    */
   maxCreating: number;
+  /**
+   * At most this many holds get a watcher of their own; the others share ONE
+   * watch of the whole namespace. etcd3 keeps its watchers in an array and
+   * attaches them one at a time, so each watcher costs O(watchers) work: with
+   * 10,000 the client starved its own keepalives and lost the session. The
+   * shared watch costs an event per write in the namespace instead, so it is
+   * used only beyond this many holds.
+   */
+  maxOwnWatchers: number;
 }
 
-const DEFAULT_PACING: HeldKeyWatchPacing = { deferMs: 100, maxCreating: 32 };
+const DEFAULT_PACING: HeldKeyWatchPacing = { deferMs: 100, maxCreating: 32, maxOwnWatchers: 2_000 };
 
 interface PendingWatch {
   start: (created: () => void) => void;
@@ -66,12 +75,17 @@ interface PendingWatch {
 export class HeldKeyWatches {
   private readonly queue: PendingWatch[] = [];
   private creating = 0;
+  private ownWatchers = 0;
+  private readonly shared: SharedHeldKeyWatch;
 
   constructor(
     private readonly watches: EtcdWatches,
     private readonly ops: EtcdOps,
+    namespace = '',
     private readonly pacing: HeldKeyWatchPacing = DEFAULT_PACING,
-  ) {}
+  ) {
+    this.shared = new SharedHeldKeyWatch(watches, ops, Buffer.from(namespace, 'utf8'));
+  }
 
   /** Watches `hold`'s key from `fromRevision` (a revision at which it was ours, plus one). */
   watch(hold: Hold, kind: string, fromRevision: bigint, lost: (reason: HoldLostError) => void): void {
@@ -81,6 +95,9 @@ export class HeldKeyWatches {
     // Node's timers are the only way to defer by time; unref'd so a hold never keeps the process alive.
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', cancel);
+      if (this.ownWatchers >= this.pacing.maxOwnWatchers) return this.shared.add(hold, kind, lost);
+      this.ownWatchers++;
+      signal.addEventListener('abort', () => this.ownWatchers--, { once: true });
       this.queue.push(pending);
       this.next();
     }, this.pacing.deferMs);
@@ -131,5 +148,81 @@ export class HeldKeyWatches {
     } finally {
       created();
     }
+  }
+}
+
+interface SharedEntry {
+  hold: Hold;
+  kind: string;
+  lost: (reason: HoldLostError) => void;
+}
+
+/**
+ * One watch of the namespace for the holds beyond `maxOwnWatchers`
+ * (internal): events are dispatched by key. A hold that joins after the
+ * watch started is read once (its key may have changed before it joined);
+ * the watch stops when the last such hold ends.
+ */
+class SharedHeldKeyWatch {
+  private readonly entries = new Map<string, SharedEntry>();
+  private controller?: AbortController;
+
+  constructor(
+    private readonly watches: EtcdWatches,
+    private readonly ops: EtcdOps,
+    private readonly prefix: Buffer,
+  ) {}
+
+  add(hold: Hold, kind: string, lost: (reason: HoldLostError) => void): void {
+    const id = hold.keyBytes.toString('hex');
+    let ended = false;
+    const entry: SharedEntry = { hold, kind, lost: (reason) => {
+      if (ended) return;
+      ended = true;
+      this.remove(id, entry);
+      lost(reason);
+    } };
+    this.entries.set(id, entry);
+    hold.signal.addEventListener('abort', () => this.remove(id, entry), { once: true });
+    this.ensureRunning();
+    // The watch runs from "now": what happened to this key before is what a read shows.
+    void this.ops.checkOlder(hold.keyBytes, hold.revision, { key: hold.keyBytes }, 1, `watch held ${kind} "${hold.name}"`).then(
+      (view) => {
+        if (!view && !hold.signal.aborted) entry.lost(new HoldLostError(hold.name, Messages.heldKeyDeleted(kind, hold.name, hold.key)));
+      },
+      () => undefined, // etcd unreachable: the session deadline still bounds the hold
+    );
+  }
+
+  private remove(id: string, entry: SharedEntry): void {
+    if (this.entries.get(id) === entry) this.entries.delete(id);
+    if (this.entries.size === 0) {
+      this.controller?.abort();
+      this.controller = undefined;
+    }
+  }
+
+  private ensureRunning(): void {
+    if (this.controller) return;
+    const controller = new AbortController();
+    this.controller = controller;
+    void (async () => {
+      for (let failures = 0; !controller.signal.aborted; failures++) {
+        const end = await this.watches.follow({ key: this.prefix, prefix: true, fromRevision: 0n }, controller.signal, (event) => {
+          const entry = this.entries.get(event.kv.key.toString('hex'));
+          const reason = entry && takenBy(event, entry.hold, entry.kind);
+          if (entry && reason) entry.lost(reason);
+          return false;
+        });
+        if (end !== 'failed') return;
+        await sleep(backoffDelay(failures, 50, 2_000), controller.signal).catch(() => undefined);
+        // Re-read every hold we follow: the watch starts again from "now".
+        for (const entry of [...this.entries.values()]) {
+          const { hold, kind } = entry;
+          const view = await this.ops.checkOlder(hold.keyBytes, hold.revision, { key: hold.keyBytes }, 1, `watch held ${kind} "${hold.name}"`).catch(() => true as const);
+          if (!view && !hold.signal.aborted) entry.lost(new HoldLostError(hold.name, Messages.heldKeyDeleted(kind, hold.name, hold.key)));
+        }
+      }
+    })();
   }
 }

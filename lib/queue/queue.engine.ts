@@ -52,9 +52,10 @@ export class QueueEngine {
     private readonly watches: EtcdWatches,
     private readonly sessions: SessionService,
     readonly instrumentation: Instrumentation = Instrumentation.plain(),
+    namespace = '',
   ) {
     this.removals = new KeyRemover(ops, sessions.shutdownSignal);
-    this.heldKeys = new HeldKeyWatches(watches, ops);
+    this.heldKeys = new HeldKeyWatches(watches, ops, namespace);
   }
 
   /** Waits for our turn. See {@link AcquireOptions} for timeout and abort. */

@@ -31,7 +31,7 @@ function recorder() {
 describe('held-key watches (pacing)', () => {
   it('a hold released before the deferral never creates a watcher', async () => {
     const { watches, started } = recorder();
-    const held = new HeldKeyWatches(watches, {} as EtcdOps, { deferMs: 30, maxCreating: 4 });
+    const held = new HeldKeyWatches(watches, {} as EtcdOps, '', { deferMs: 30, maxCreating: 4, maxOwnWatchers: 100 });
     const hold = fakeHold(1);
     held.watch(hold, 'lock', 6n, () => undefined);
     hold.abortHold.abort();
@@ -41,7 +41,7 @@ describe('held-key watches (pacing)', () => {
 
   it('starts after the deferral, from the revision given, and keeps at most maxCreating creations in flight', async () => {
     const { watches, started } = recorder();
-    const held = new HeldKeyWatches(watches, {} as EtcdOps, { deferMs: 10, maxCreating: 3 });
+    const held = new HeldKeyWatches(watches, {} as EtcdOps, '', { deferMs: 10, maxCreating: 3, maxOwnWatchers: 100 });
     const holds = Array.from({ length: 10 }, (_, i) => fakeHold(i));
     for (const hold of holds) held.watch(hold, 'lock', 6n, () => undefined);
     assert.equal(started.length, 0, 'nothing before the deferral');
@@ -54,6 +54,26 @@ describe('held-key watches (pacing)', () => {
     holds[1]!.abortHold.abort(); // a hold that ends frees its slot too
     await delay(5);
     assert.equal(started.length, 5);
+    for (const hold of holds) hold.abortHold.abort();
+  });
+
+  it('beyond maxOwnWatchers, holds share one watch of the namespace (read once when they join), dispatched by key', async () => {
+    const { watches, started } = recorder();
+    const reads: string[] = [];
+    const ops = { checkOlder: async (key: Buffer) => (reads.push(key.toString()), key.toString() === 'k/3' ? undefined : { older: [], more: false, headerRevision: 9n }) } as unknown as EtcdOps;
+    const held = new HeldKeyWatches(watches, ops, 'ns/', { deferMs: 1, maxCreating: 10, maxOwnWatchers: 2 });
+    const holds = Array.from({ length: 5 }, (_, i) => fakeHold(i));
+    const lost: string[] = [];
+    for (const hold of holds) held.watch(hold, 'lock', 6n, (reason) => lost.push(`${hold.key}: ${reason.message}`));
+    await delay(30);
+    const shared = started.filter((s) => s.target.prefix);
+    assert.equal(started.length - shared.length, 2, 'two holds have a watcher of their own');
+    assert.equal(shared.length, 1, 'the other three share one');
+    assert.equal(shared[0]!.target.key.toString(), 'ns/');
+    assert.equal(shared[0]!.target.fromRevision, 0n);
+    assert.deepEqual(reads.sort(), ['k/2', 'k/3', 'k/4'], 'each joining hold is read once');
+    assert.equal(lost.length, 1, 'k/3 was already gone when it joined');
+    assert.match(lost[0]!, /^k\/3: .*deleted by someone else/);
     for (const hold of holds) hold.abortHold.abort();
   });
 
