@@ -151,6 +151,8 @@ export class HeldKeyWatches {
   }
 }
 
+const READS_IN_FLIGHT = 16;
+
 interface SharedEntry {
   hold: Hold;
   kind: string;
@@ -166,6 +168,9 @@ interface SharedEntry {
 class SharedHeldKeyWatch {
   private readonly entries = new Map<string, SharedEntry>();
   private controller?: AbortController;
+  /** Joining holds' reads, at most READS_IN_FLIGHT at once (a burst of holds must not become a burst of reads). */
+  private readonly reads: Array<() => Promise<void>> = [];
+  private reading = 0;
 
   constructor(
     private readonly watches: EtcdWatches,
@@ -186,12 +191,25 @@ class SharedHeldKeyWatch {
     hold.signal.addEventListener('abort', () => this.remove(id, entry), { once: true });
     this.ensureRunning();
     // The watch runs from "now": what happened to this key before is what a read shows.
-    void this.ops.checkOlder(hold.keyBytes, hold.revision, { key: hold.keyBytes }, 1, `watch held ${kind} "${hold.name}"`).then(
-      (view) => {
-        if (!view && !hold.signal.aborted) entry.lost(new HoldLostError(hold.name, Messages.heldKeyDeleted(kind, hold.name, hold.key)));
-      },
-      () => undefined, // etcd unreachable: the session deadline still bounds the hold
-    );
+    this.reads.push(async () => {
+      if (hold.signal.aborted) return;
+      const view = await this.ops.checkOlder(hold.keyBytes, hold.revision, { key: hold.keyBytes }, 1, `watch held ${kind} "${hold.name}"`).catch(
+        () => true as const, // etcd unreachable: the session deadline still bounds the hold
+      );
+      if (!view && !hold.signal.aborted) entry.lost(new HoldLostError(hold.name, Messages.heldKeyDeleted(kind, hold.name, hold.key)));
+    });
+    this.nextRead();
+  }
+
+  private nextRead(): void {
+    while (this.reading < READS_IN_FLIGHT && this.reads.length > 0) {
+      const read = this.reads.shift()!;
+      this.reading++;
+      void read().finally(() => {
+        this.reading--;
+        this.nextRead();
+      });
+    }
   }
 
   private remove(id: string, entry: SharedEntry): void {
