@@ -7,6 +7,7 @@ import { JobRunRecorder } from './jobs/job-runs.recorder.js';
 import { LeaderJobs } from './jobs/leader-jobs.service.js';
 import { ReportJob } from './jobs/report.job.js';
 import { LeadershipJournal } from './leadership/leadership.journal.js';
+import { HandoverController } from './leadership/handover.controller.js';
 import { FencedReportStore } from './report/fenced-report.store.js';
 import { SAMPLE_CONFIG, type SampleConfig } from './sample.config.js';
 import { ELECTION } from './sample.keys.js';
@@ -28,9 +29,12 @@ export class AppModule {
           identity: config.instanceId,
           sessionTtl: config.sessionTtl,
           election: ELECTION,
+          // Member records: the shard groups need them, and a hand-over to a named instance moves
+          // the candidates before it only when they are known members.
+          membership: true,
         }),
       ],
-      controllers: [StatusController, DashboardController, TenantsController],
+      controllers: [StatusController, DashboardController, TenantsController, HandoverController],
       providers: [
         { provide: SAMPLE_CONFIG, useValue: config },
         SampleEtcd,

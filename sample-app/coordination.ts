@@ -3,8 +3,10 @@
 // in this repository the package entry is lib/index.ts. Everything else in
 // sample-app/ imports from here, never from a file inside lib/.
 export {
+  CoordinationError,
   CoordinationModule,
   ElectionService,
+  type HandoverResult,
   LockService,
   SessionService,
   ShutdownError,

@@ -9,6 +9,7 @@
 //   2. pause (SIGSTOP) an instance while it holds the report lock, until its lock has expired
 //      and another instance has written the report, then resume it: its write with the
 //      stale fencing token must be refused by the fenced store;
+//   2b. hand leadership over to a chosen instance (POST /handover?to=<id> on the leader);
 //   3. stop the leader gracefully (SIGTERM): it resigns, the next one takes over at once;
 //   4. kill the new leader (SIGKILL): the others wait for its session lease to expire.
 // Meanwhile an outside observer (a plain etcd3 client) watches the election keys and the
@@ -735,6 +736,29 @@ async function scenario(ctx) {
   ctx.stale = stale; // only now: an interrupted step is not a failed one
   await sleep(Math.max(1_500, 0.08 * D));
 
+  // --- 2b. hand-over to a chosen instance (a rolling deploy moving leadership off a pod first)
+  {
+    const from = leaderNow();
+    const others = alive().filter((i) => from && i.id !== from.identity);
+    const target = others.at(-1);
+    if (!from || !target) {
+      event(yellow('no leader or no other instance: skipping the hand-over step'));
+    } else {
+      const askedAt = Date.now();
+      action(`hand-over: ask ${from.identity} (the leader) to hand leadership to ${target.id}`);
+      const response = await fetch(`${byId(from.identity).url}/handover?to=${encodeURIComponent(target.id)}`, { method: 'POST', signal: AbortSignal.timeout(10_000) });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new DemoError(`the hand-over to ${target.id} was refused: ${body.message ?? response.status}`);
+      event(`${from.identity} handed over to ${body.to}${body.movedBack?.length ? ` (${body.movedBack.length} candidate(s) before it queued again)` : ''}`);
+      const to = await observer.waitFor(`${target.id} leading after the hand-over`, 10_000, () => {
+        const leader = leaderNow();
+        return leader && leader.identity === target.id ? leader : null;
+      });
+      ctx.handovers.push({ kind: 'handover', from: from.identity, to: to.identity, signalAt: askedAt, etcdAt: to.from, fromToken: from.token, toToken: to.token, chosen: target.id });
+      await sleep(Math.max(1_500, 0.08 * D));
+    }
+  }
+
   // --- 3. graceful stop of the leader
   const leaderA = leaderNow();
   if (!leaderA) throw new DemoError('no leader before the SIGTERM step');
@@ -871,7 +895,11 @@ function analyse(ctx) {
     );
   }
   for (const h of ctx.handovers) {
-    check(`leadership moved after ${h.kind} of ${h.from}`, true, `etcd made ${h.to} leader ${secs(h.etcdAt - h.signalAt)} after the signal`);
+    if (h.kind === 'handover') {
+      check(`the hand-over from ${h.from} made the chosen instance ${h.chosen} leader`, h.to === h.chosen, `etcd made ${h.to} leader ${secs(h.etcdAt - h.signalAt)} after the request`);
+    } else {
+      check(`leadership moved after ${h.kind} of ${h.from}`, true, `etcd made ${h.to} leader ${secs(h.etcdAt - h.signalAt)} after the signal`);
+    }
   }
   if (ctx.graceful) {
     const { exit } = ctx.graceful;
