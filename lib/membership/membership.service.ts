@@ -100,7 +100,9 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
     for (let failures = 0; !stop.aborted; ) {
       let session: EtcdSession;
       try {
-        session = await this.sessions.session(this.sessions.shutdownSignal);
+        // `stop`, not only shutdown: leave() (at onModuleDestroy, before the session service shuts
+        // down) must not wait here for a session while etcd is unreachable.
+        session = await this.sessions.session(stop);
         await this.put(session);
         this.registered = session;
         this.selfSubject.next(session.alive ? session.leaseHex : undefined);
