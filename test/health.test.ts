@@ -312,8 +312,10 @@ describe('CoordinationHealthIndicator through an etcd outage longer than the TTL
       // 3. etcd is back. Nothing but a check asks for a session; a creation attempt of
       // SessionService that was still in flight when etcd came back may finish on its own (an
       // attempt is not abandoned mid-grant, which could leave a lease nobody revokes).
-      await server.restart();
+      // Stamped before the restart: an attempt in flight may make the session while restart() still
+      // waits for etcd to report healthy (seen on a loaded machine).
       const restartedAt = performance.now();
+      await server.restart();
       await delay(2_000);
       if (sessions.state.status === 'alive') t.diagnostic('an attempt in flight since the outage made the session once etcd was back');
       else assert.equal(sessions.state.status, 'lost', 'still lost: only a check re-creates it');

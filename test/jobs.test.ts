@@ -95,8 +95,16 @@ describe('once-per-firing jobs (real etcd, separate processes)', () => {
   }
 
   async function closeAll(list: NodeProcess[]): Promise<void> {
-    for (const w of list) if (w.messages.some((m) => m.type === 'ready')) w.send({ type: 'close' });
-    await Promise.all(list.map((w) => w.exited));
+    // A worker still starting (a loaded machine) is closed once it is ready: a close sent only to
+    // the ready ones left a late starter running, and this wait hung until the file's timeout.
+    await Promise.all(
+      list.map(async (w) => {
+        const ready = w.messages.some((m) => m.type === 'ready') || (await w.waitForMessage('ready', 30_000).then(() => true, () => false));
+        if (ready) w.send({ type: 'close' });
+        else await w.kill('SIGKILL').catch(() => undefined);
+        await w.exited;
+      }),
+    );
   }
 
   async function onlyLedgerLeft(ns: string): Promise<string[]> {
