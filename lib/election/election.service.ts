@@ -120,7 +120,7 @@ export class ElectionService implements OnModuleInit, OnModuleDestroy, BeforeApp
       tryAcquire,
       run: (async <T>(fn: (hold: LeadershipContext) => Promise<T> | T, options: RunOptions = {}) => {
         this.drain.admit(`run of election "${name}"`);
-        return this.drain.stoppable(`run of election "${name}"`, options, (o) => this.drain.run(() => runHeld(target, fn, o as RunOptions)));
+        return this.drain.stoppable(`run of election "${name}"`, options, (o) => this.drain.run(() => runHeld(target, this.drain.unlessStopped(o, options, fn), o as RunOptions)));
       }) as Lockable<LeadershipContext>['run'],
       holder: () => this.leader(name),
     };

@@ -44,7 +44,7 @@ export class GatedLockable<H extends CoordinationHold> implements Lockable<H> {
   run<T>(fn: (hold: H) => Promise<T> | T, options?: RunOptions): Promise<T | undefined>;
   async run<T>(fn: (hold: H) => Promise<T> | T, options?: RunOptions): Promise<T | undefined> {
     this.drain.admit(this.what('run'));
-    return this.drain.stoppable(this.what('run'), options ?? {}, (o) => this.drain.run(() => this.inner.run(fn, o as RunOptions)));
+    return this.drain.stoppable(this.what('run'), options ?? {}, (o) => this.drain.run(() => this.inner.run(this.drain.unlessStopped(o, options, fn), o as RunOptions)));
   }
 
   holder(): Promise<KeyHolder | null> {

@@ -136,6 +136,19 @@ export class ShutdownDrain {
    * `what` (the engine removes our waiter key first). Calls from inside a
    * run, and options the engine will refuse anyway, pass through unchanged.
    */
+  /**
+   * `fn`, refused if the drain began after `stoppable()` admitted the call but before the hold
+   * was handed to `fn` (the acquire finished during the drain): such a call is a wait that was
+   * in progress, not a running run. Calls let through unwrapped (inside a run) are unaffected.
+   */
+  unlessStopped<A extends unknown[], R>(wrapped: AcquireOptions, given: AcquireOptions | undefined, fn: (...args: A) => R): (...args: A) => R {
+    if (wrapped.signal === given?.signal) return fn;
+    return (...args: A) => {
+      if (this.draining) throw this.stopSignal.reason;
+      return fn(...args);
+    };
+  }
+
   async stoppable<T>(what: string, options: AcquireOptions | undefined, wait: (options: AcquireOptions) => Promise<T>): Promise<T> {
     const valid = typeof options === 'object' && options !== null && (options.signal === undefined || options.signal instanceof AbortSignal);
     if (this.insideRun() || (options !== undefined && !valid)) return wait(options as AcquireOptions);
