@@ -24,8 +24,6 @@ import { BUILD_ROOT } from '../harness/processes.js';
 /** The repository root (BUILD_ROOT is build/; the Go sources are not compiled into it). */
 export const REPO_ROOT = path.resolve(BUILD_ROOT, '..');
 const PEER_SOURCE_DIR = path.join(REPO_ROOT, 'test', 'go', 'etcd-peer');
-const BIN_CACHE_DIR = path.join(REPO_ROOT, '.cache', 'go-bin');
-const GO_BUILD_CACHE = path.join(REPO_ROOT, '.cache', 'go-build');
 const GOCODE_ROOT = process.env.GOCODE_ROOT ?? '/usr/share/gocode';
 
 export type GoPeerBuild =
@@ -45,49 +43,62 @@ export type GoPeerBuild =
  * ahead of the tests: `node build/test/support/go-peer.js`.
  */
 export async function prepareGoPeer(): Promise<GoPeerBuild> {
-  try {
-    return await buildGoPeer();
-  } catch (err) {
-    return { buildError: `preparing the Go peer failed: ${(err as Error).stack ?? String(err)}` };
-  }
+  return buildGoProgram(REPO_ROOT, PEER_SOURCE_DIR, 'etcd-peer');
 }
 
-async function buildGoPeer(): Promise<GoPeerBuild> {
-  const ensure = await run('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-go.sh')], { cwd: REPO_ROOT });
-  if (ensure.code !== 0) return { unavailable: lastLine(ensure.stderr) ?? `ensure-go.sh exited with ${ensure.code}` };
-  // The script says which go binary and GOPATH it found (go may not be on PATH).
-  const use = /^ensure-go: use GO=(\S+) GOPATH=(\S+)/m.exec(ensure.stdout);
-  const goBin = use?.[1] ?? process.env.GO ?? 'go';
-  const gopath = use?.[2] ?? GOCODE_ROOT;
-  const version = await run(goBin, ['version']);
-  if (version.code !== 0) return { unavailable: `${goBin} version failed: ${lastLine(version.stderr) ?? version.code}` };
+/** What {@link buildGoProgram} gives: a {@link GoPeerBuild}, with the Go version when it built. */
+export type GoProgramBuild = GoPeerBuild & { goVersion?: string };
 
-  const hash = createHash('sha256').update(version.stdout).update(gopath);
-  for (const file of readdirSync(PEER_SOURCE_DIR).filter((f) => f.endsWith('.go')).sort()) {
-    hash.update(file).update(readFileSync(path.join(PEER_SOURCE_DIR, file)));
-  }
-  const binary = path.join(BIN_CACHE_DIR, `etcd-peer-${hash.digest('hex').slice(0, 16)}`);
-  if (existsSync(binary)) return { binary };
+/**
+ * Runs `<root>/scripts/ensure-go.sh`, then builds the Go program in `sourceDir` (GOPATH mode)
+ * unless a binary of the same sources and Go version is already in `<root>/.cache/go-bin`
+ * (named `<name>-<hash>`; older ones are removed). Never rejects. Shared by the Go peer of the
+ * tests and the bench's yardstick; `root` is explicit because the bench runs from another build.
+ */
+export async function buildGoProgram(root: string, sourceDir: string, name: string): Promise<GoProgramBuild> {
+  try {
+    const ensure = await run('bash', [path.join(root, 'scripts', 'ensure-go.sh')], { cwd: root });
+    if (ensure.code !== 0) return { unavailable: lastLine(ensure.stderr) ?? `ensure-go.sh exited with ${ensure.code}` };
+    // The script says which go binary and GOPATH it found (go may not be on PATH).
+    const use = /^ensure-go: use GO=(\S+) GOPATH=(\S+)/m.exec(ensure.stdout);
+    const goBin = use?.[1] ?? process.env.GO ?? 'go';
+    const gopath = use?.[2] ?? GOCODE_ROOT;
+    const version = await run(goBin, ['version']);
+    if (version.code !== 0) return { unavailable: `${goBin} version failed: ${lastLine(version.stderr) ?? version.code}` };
+    const goVersion = version.stdout.trim().replace(/^go version /, '');
 
-  mkdirSync(BIN_CACHE_DIR, { recursive: true });
-  mkdirSync(GO_BUILD_CACHE, { recursive: true });
-  // Build next to the target and rename: a concurrent or interrupted build never leaves a
-  // half-written binary under the final name.
-  const partial = `${binary}.${process.pid}.tmp`;
-  const build = await run(goBin, ['build', '-o', partial, '.'], {
-    cwd: PEER_SOURCE_DIR,
-    env: { ...process.env, GO111MODULE: 'off', GOPATH: gopath, GOCACHE: GO_BUILD_CACHE, GOFLAGS: '' },
-  });
-  if (build.code !== 0) {
-    rmSync(partial, { force: true });
-    return { buildError: `go build in ${PEER_SOURCE_DIR} failed (exit ${build.code}):\n${build.stderr}` };
+    const hash = createHash('sha256').update(version.stdout).update(gopath);
+    for (const file of readdirSync(sourceDir).filter((f) => f.endsWith('.go')).sort()) {
+      hash.update(file).update(readFileSync(path.join(sourceDir, file)));
+    }
+    const binDir = path.join(root, '.cache', 'go-bin');
+    const buildCache = path.join(root, '.cache', 'go-build');
+    const binary = path.join(binDir, `${name}-${hash.digest('hex').slice(0, 16)}`);
+    if (existsSync(binary)) return { binary, goVersion };
+
+    mkdirSync(binDir, { recursive: true });
+    mkdirSync(buildCache, { recursive: true });
+    // Build next to the target and rename: a concurrent or interrupted build never leaves a
+    // half-written binary under the final name.
+    const partial = `${binary}.${process.pid}.tmp`;
+    const build = await run(goBin, ['build', '-o', partial, '.'], {
+      cwd: sourceDir,
+      env: { ...process.env, GO111MODULE: 'off', GOPATH: gopath, GOCACHE: buildCache, GOFLAGS: '' },
+    });
+    if (build.code !== 0) {
+      rmSync(partial, { force: true });
+      return { buildError: `go build in ${sourceDir} failed (exit ${build.code}):\n${build.stderr}` };
+    }
+    renameSync(partial, binary);
+    // Binaries of older sources are never used again.
+    const stalePattern = new RegExp(`^${name}-[0-9a-f]{16}$`);
+    for (const stale of readdirSync(binDir)) {
+      if (stalePattern.test(stale) && path.join(binDir, stale) !== binary) rmSync(path.join(binDir, stale), { force: true });
+    }
+    return { binary, goVersion };
+  } catch (err) {
+    return { buildError: `preparing ${name} failed: ${(err as Error).stack ?? String(err)}` };
   }
-  renameSync(partial, binary);
-  // Binaries of older sources are never used again.
-  for (const stale of readdirSync(BIN_CACHE_DIR)) {
-    if (/^etcd-peer-[0-9a-f]{16}$/.test(stale) && path.join(BIN_CACHE_DIR, stale) !== binary) rmSync(path.join(BIN_CACHE_DIR, stale), { force: true });
-  }
-  return { binary };
 }
 
 interface RunResult {
