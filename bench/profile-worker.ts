@@ -35,7 +35,7 @@ function rawCycle(client: Etcd3, prefix: string, leaseId: string, withDeadline: 
       compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
       success: [
         { request_put: { key, value: identity, lease: leaseId } },
-        { request_range: { key: rawPrefix, range_end: rawEnd, sort_order: 'Descend', sort_target: 'Create', limit: 2, keys_only: true } },
+        { request_range: { key: rawPrefix, range_end: rawEnd, sort_order: 'Descend', sort_target: 'Create', limit: 3, keys_only: true } },
       ],
       failure: [{ request_range: { key } }],
     }, opts());

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { INestApplicationContext } from '@nestjs/common';
 import { ElectionService, HoldLostError, LockService, type CoordinationHold } from '../lib/index.js';
+import { EtcdOps } from '../lib/etcd/etcd-ops.js';
 import { etcdFixture } from './harness/etcd.js';
 import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 
@@ -69,6 +70,69 @@ describe('hand-off and keys deleted by someone else (real etcd)', () => {
     assert.deepEqual(seen.overlaps, []);
     assert.deepEqual(seen.order, ['A', 'C']);
     await holdC.release();
+  });
+
+  it('a waiter deep in the queue (more older keys than it reads) re-checks when its predecessor gives up, then follows the rest', async () => {
+    // D claims behind A (holder), B and C (waiters): it reads two older keys and learns there are
+    // more, so it may only watch C and re-check. C gives up: D's re-check shows B and A (all of
+    // them now), so it follows their deletions. B gives up: A still holds, D must keep waiting.
+    const ns = uniqueNamespace('handoff-deep');
+    const [a, b, c, d] = await apps(ns, 4);
+    const seen = new Intervals();
+    const holdA = await a!.get(LockService).acquire('job');
+    seen.track('A', holdA);
+    const giveUpB = new AbortController();
+    const giveUpC = new AbortController();
+    const waitB = b!.get(LockService).acquire('job', { signal: giveUpB.signal });
+    await queued(ns, 'job/', 2);
+    const waitC = c!.get(LockService).acquire('job', { signal: giveUpC.signal });
+    await queued(ns, 'job/', 3);
+    const waitD = d!.get(LockService).acquire('job').then((hold) => (seen.track('D', hold), hold));
+    await queued(ns, 'job/', 4);
+    giveUpC.abort();
+    await assert.rejects(waitC);
+    await delay(300);
+    giveUpB.abort();
+    await assert.rejects(waitB);
+    await delay(300);
+    assert.deepEqual(seen.order, ['A'], 'D must still wait for A');
+    await holdA.release();
+    const holdD = await waitD;
+    assert.deepEqual(seen.overlaps, []);
+    await holdD.release();
+  });
+
+  it('a waiter that saw every older key (the holder and one waiter) takes its turn on their deletions, with no read', async () => {
+    // The third candidate of a three-replica election: C claims behind A (leader) and B.
+    const ns = uniqueNamespace('handoff-second');
+    const [a, b, c] = await apps(ns, 3);
+    const opsC = c!.get(EtcdOps);
+    const original = EtcdOps.prototype.checkOlder;
+    let checksByC = 0;
+    EtcdOps.prototype.checkOlder = function (this: EtcdOps, ...args: Parameters<EtcdOps['checkOlder']>) {
+      if (this === opsC) checksByC++;
+      return original.apply(this, args);
+    };
+    try {
+      const seen = new Intervals();
+      const leaderA = await a!.get(ElectionService).campaign('elect');
+      seen.track('A', leaderA);
+      const waitB = b!.get(ElectionService).campaign('elect').then((hold) => (seen.track('B', hold), hold));
+      await queued(ns, 'elect/', 2);
+      const waitC = c!.get(ElectionService).campaign('elect').then((hold) => (seen.track('C', hold), hold));
+      await queued(ns, 'elect/', 3);
+      await leaderA.release();
+      const leaderB = await waitB;
+      await delay(100);
+      assert.deepEqual(seen.order, ['A', 'B'], 'C waits for B');
+      await leaderB.release();
+      const leaderC = await waitC;
+      assert.deepEqual(seen.overlaps, []);
+      assert.equal(checksByC, 0, 'C knew both older keys: each deletion was applied without a read');
+      await leaderC.release();
+    } finally {
+      EtcdOps.prototype.checkOlder = original;
+    }
   });
 
   it('the same for a semaphore: the second waiter, behind a waiter that gives up, keeps waiting for a permit', async () => {

@@ -106,7 +106,7 @@ export async function uncontended(ctx: BenchContext): Promise<{ result: Unconten
           compare: [{ key: rawKey, target: 'Create', result: 'Equal', create_revision: 0 }],
           success: [
             { request_put: { key: rawKey, value: identity, lease: leaseId } },
-            { request_range: { key: rawPrefix, range_end: rawEnd, sort_order: 'Descend', sort_target: 'Create', limit: 2, keys_only: true } },
+            { request_range: { key: rawPrefix, range_end: rawEnd, sort_order: 'Descend', sort_target: 'Create', limit: 3, keys_only: true } },
           ],
           failure: [{ request_range: { key: rawKey } }],
         }, { deadline: new Date(Date.now() + 5_000) });

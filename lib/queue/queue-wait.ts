@@ -1,10 +1,10 @@
 import type { EtcdOps, KeyRange, OlderKey, QueueView } from '../etcd/etcd-ops.js';
-import type { EtcdWatches, WatchEvent, WatchTarget } from '../etcd/watch.js';
+import type { EtcdWatches, WatchTarget } from '../etcd/watch.js';
 import { NameInUseError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { backoffDelay, operationSignal, sleep } from '../util/abort.js';
 import type { QueueSpec } from './queue-spec.js';
-import type { WaitTarget } from './turn-policy.js';
+import type { TurnPolicy, WaitTarget } from './turn-policy.js';
 
 /** Our key vanished while we waited: the session lease expired or was revoked, or someone deleted it. */
 export class OwnKeyGoneError extends Error {
@@ -69,7 +69,9 @@ export async function claimAndWait(
       waited = true;
       const wait: WaitTarget = standing.wait;
       const outcome = await waitAtMost(recheckMs, signal, (bounded) =>
-        watches.next(watchTarget(wait, view!.headerRevision), bounded, acceptor(wait, queued.myKey)),
+        wait.on === 'turn'
+          ? waitForTurn(watches, wait, view!.headerRevision, queued.myKey, policy, bounded)
+          : watches.next(watchTarget(wait, view!.headerRevision), bounded).then((event) => (event === 'failed' ? 'failed' : 'recheck')),
       );
       if (outcome === 'failed') {
         // Compaction or a cancelled watch: back off a little, then re-read the truth.
@@ -77,12 +79,11 @@ export async function claimAndWait(
         break;
       }
       watchFailures = 0;
-      if (outcome === 'recheck' || wait.on !== 'turn') break;
+      if (outcome === 'recheck') break;
       // The one watch of a 'turn' wait delivers our own key's deletion before any later event.
-      if (outcome.kv.key.equals(queued.myKey)) throw new OwnKeyGoneError(queued.myKey);
-      if (!handsUsTheTurn(wait, outcome)) break; // etcd could not say how old the deleted key was: re-check
-      // An older holder left, our key was still there at that revision: we hold (docs/handoff.md).
-      queued.knownAt = BigInt(outcome.kv.mod_revision);
+      if (outcome === 'gone') throw new OwnKeyGoneError(queued.myKey);
+      // The older keys we knew are gone, our key was still there at that revision: we hold (docs/handoff.md).
+      queued.knownAt = outcome.heldAt;
       standing = { holds: true };
     }
     if (standing.holds) {
@@ -115,39 +116,60 @@ async function waitAtMost<T>(ms: number, signal: AbortSignal, wait: (bounded: Ab
   }
 }
 
-function watchTarget(wait: WaitTarget, headerRevision: bigint): WatchTarget {
+/** The one-key watch of a waiter that re-checks when its predecessor changes. */
+function watchTarget(wait: Exclude<WaitTarget, { on: 'turn' }>, headerRevision: bigint): WatchTarget {
   const fromRevision = headerRevision + 1n;
-  switch (wait.on) {
-    case 'delete':
-      return { key: wait.key, fromRevision, deletesOnly: true };
-    case 'change':
-      return { key: wait.key, fromRevision };
-    case 'turn':
-      return { key: wait.watch, prefix: true, fromRevision, deletesOnly: true, previous: true };
-  }
+  return wait.on === 'delete' ? { key: wait.key, fromRevision, deletesOnly: true } : { key: wait.key, fromRevision };
 }
 
 const inRange = (key: Buffer, range: KeyRange): boolean =>
   key.compare(range.key) >= 0 && (range.rangeEnd === undefined ? key.equals(range.key) : key.compare(range.rangeEnd) < 0);
 
-/** A deletion seen by a 'turn' wait that leaves no older key: the deleted key blocked us and was older than ours. */
-function handsUsTheTurn(wait: Extract<WaitTarget, { on: 'turn' }>, { kv, previous }: WatchEvent): boolean {
-  return previous !== undefined && inRange(kv.key, wait.blocking) && BigInt(previous.create_revision) < wait.maxCreateRevision;
-}
+/** How a 'turn' wait ended: we hold (at that revision), our key is gone, or only a re-read can tell. */
+type TurnOutcome = { heldAt: bigint } | 'gone' | 'recheck' | 'failed';
 
 /**
- * For `turn`: our own key's deletion, and deletions of older blocking keys;
- * deletions of newer keys (waiters behind us giving up) and of keys that do
- * not block us (other readers) are filtered out with the previous key-value.
- * When etcd cannot supply it we wake anyway: the caller then re-checks.
+ * The 'turn' wait: ONE watch of the name's prefix (deletions, with previous
+ * key-values) from the revision after our read, which saw every key older
+ * than ours (`wait.older`). Each deletion of one of them is applied to that
+ * set and the policy asked again: when it says we hold, we hold, with no
+ * read. Our own key's deletion loses our place. Deletions of newer keys
+ * (waiters behind us giving up) and of keys that do not block us (other
+ * readers) are ignored. A deletion etcd cannot describe (no previous
+ * key-value), or of an older key our read did not show, ends in a re-check.
  */
-function acceptor(wait: WaitTarget, myKey: Buffer): (event: WatchEvent) => boolean {
-  if (wait.on !== 'turn') return () => true;
-  return ({ kv, previous }) => {
-    if (kv.key.equals(myKey)) return true;
+async function waitForTurn(
+  watches: EtcdWatches,
+  wait: Extract<WaitTarget, { on: 'turn' }>,
+  readAt: bigint,
+  myKey: Buffer,
+  policy: TurnPolicy,
+  signal: AbortSignal,
+): Promise<TurnOutcome> {
+  let remaining = wait.older;
+  let outcome: TurnOutcome = 'recheck';
+  const target: WatchTarget = { key: wait.watch, prefix: true, fromRevision: readAt + 1n, deletesOnly: true, previous: true };
+  const end = await watches.follow(target, signal, ({ kv, previous }) => {
+    if (kv.key.equals(myKey)) return stop('gone');
     if (!inRange(kv.key, wait.blocking)) return false;
-    return !previous || BigInt(previous.create_revision) < wait.maxCreateRevision;
-  };
+    if (!previous) return stop('recheck');
+    const created = BigInt(previous.create_revision);
+    if (created >= wait.maxCreateRevision) return false;
+    const left = remaining.filter((older) => !(older.createRevision === created && older.key.equals(kv.key)));
+    // An older key our read did not show: it was deleted before our read, so this cannot be.
+    if (left.length === remaining.length) return stop('recheck');
+    remaining = left;
+    const standing = policy.standing(remaining, false, wait.maxCreateRevision);
+    if (standing.holds) return stop({ heldAt: BigInt(kv.mod_revision) });
+    return standing.wait.on === 'turn' ? false : stop('recheck');
+  });
+  function stop(result: TurnOutcome): true {
+    outcome = result;
+    watches.stats.wakeups++;
+    return true;
+  }
+  if (end === 'aborted') throw signal.reason;
+  return end === 'failed' ? 'failed' : outcome;
 }
 
 /** Refuses a queue that holds keys of another kind's shape (the same name used as another kind elsewhere). */

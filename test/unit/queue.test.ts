@@ -29,6 +29,15 @@ describe('predecessor policy (mutex, election, read, write)', () => {
     assert.ok(!standing.holds && standing.wait.on === 'delete' && standing.wait.key.toString() === 'n/b');
   });
 
+  it('a waiter that read every older key (at most two, no more) follows all of them', () => {
+    const standing = policy.standing(older(['n/b', 7], ['n/a', 5]), false, 10n);
+    assert.ok(!standing.holds && standing.wait.on === 'turn');
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.older.length === 2, 'both older keys are tracked');
+    // Applying the deletion of the predecessor (a waiter giving up) leaves the holder: still waiting.
+    const afterB = policy.standing(older(['n/a', 5]), false, 10n);
+    assert.ok(!afterB.holds && afterB.wait.on === 'turn');
+  });
+
   it('the next in line (its predecessor is the only older key: the holder) takes the turn on that deletion', () => {
     const standing = policy.standing(older(['n/b', 7]), false, 10n);
     assert.ok(!standing.holds && standing.wait.on === 'turn');
@@ -43,8 +52,8 @@ describe('predecessor policy (mutex, election, read, write)', () => {
     assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.blocking.key.toString() === 'rw/write/');
   });
 
-  it('reads one older key and never re-puts its key', () => {
-    assert.equal(policy.olderLimit, 1);
+  it('reads two older keys and never re-puts its key', () => {
+    assert.equal(policy.olderLimit, 2);
     assert.equal(policy.touchOnGrant, false, 'a re-put would reorder Go RWMutex peers, which order by mod revision');
   });
 });
@@ -63,13 +72,18 @@ describe('permits policy (semaphore)', () => {
     assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.maxCreateRevision === 9n);
   });
 
-  it('a later waiter watches its predecessor for a change (its touch or its deletion)', () => {
-    const standing = policy.standing(older(['s/d', 7], ['s/c', 6], ['s/b', 5]), true, 9n);
-    assert.ok(!standing.holds && standing.wait.on === 'change' && standing.wait.key.toString() === 's/d');
+  it('the second waiter (permits + 1 older keys, all read) counts the older deletions too', () => {
+    const standing = policy.standing(older(['s/d', 7], ['s/c', 6], ['s/b', 5], ['s/a', 4]), false, 9n);
+    assert.ok(!standing.holds && standing.wait.on === 'turn' && standing.wait.older.length === 4);
   });
 
-  it('reads permits older keys and touches its key when granted after a wait', () => {
-    assert.equal(policy.olderLimit, 3);
+  it('a later waiter watches its predecessor for a change (its touch or its deletion)', () => {
+    const standing = policy.standing(older(['s/e', 8], ['s/d', 7], ['s/c', 6], ['s/b', 5]), true, 9n);
+    assert.ok(!standing.holds && standing.wait.on === 'change' && standing.wait.key.toString() === 's/e');
+  });
+
+  it('reads permits + 1 older keys and touches its key when granted after a wait', () => {
+    assert.equal(policy.olderLimit, 4);
     assert.equal(policy.touchOnGrant, true);
   });
 
