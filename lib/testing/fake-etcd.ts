@@ -9,7 +9,7 @@ import { inRange, type FakeStore } from './fake-store.js';
 /** What the library's queue engine and services ask of `EtcdOps` (internal). */
 export type OpsSurface = Pick<EtcdOps, 'txn' | 'oldest' | 'putIfRevision' | 'fencingToken' | 'claimKey' | 'checkOlder' | 'deleteIfRevision' | 'hosts'>;
 /** What the library's queue engine and services ask of `EtcdWatches` (internal). */
-export type WatchesSurface = Pick<EtcdWatches, 'follow' | 'next'>;
+export type WatchesSurface = Pick<EtcdWatches, 'follow' | 'next' | 'stats'>;
 
 /**
  * The etcd requests of the library's own queue engine and services (claim,
@@ -125,6 +125,8 @@ function toBuffer(value: unknown): Buffer {
  */
 export class FakeWatches implements WatchesSurface {
   private readonly active = new Set<() => void>();
+  /** The same counters as the real watches keep. */
+  readonly stats = { opened: 0, wakeups: 0 };
 
   constructor(private readonly store: FakeStore) {}
 
