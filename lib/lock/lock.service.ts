@@ -61,8 +61,10 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
   }
 
   private lockable(spec: () => QueueSpec, name: string, kind: string, held: () => string): Lockable<LockHandle> {
-    spec(); // validate the name now, not at the first call
-    return new GatedLockable(new QueueLockable<LockHandle>(this.engine, this.ops, spec, name, kind, held), this.drain);
+    // Validates the name now, not at the first call. Specs are stateless (a hold's unique key suffix
+    // is drawn in `key()`), so the object is made once and shared by every call.
+    const made = spec();
+    return new GatedLockable(new QueueLockable<LockHandle>(this.engine, this.ops, () => made, name, kind, held), this.drain);
   }
 
   /** The mutex `name`. Cheap to call: the object holds no state. */
@@ -84,9 +86,8 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
    * and errors as the mutex (handle mode `'permit'`). Cheap to call.
    */
   semaphore(name: string, permits: number): Semaphore {
-    const spec = () => semaphoreSpec(this.context, name, permits);
-    spec(); // validate the name and permits now
-    return new GatedSemaphore(new QueueSemaphore(this.engine, this.ops, spec, name, permits), this.drain);
+    const made = semaphoreSpec(this.context, name, permits); // validates the name and permits now
+    return new GatedSemaphore(new QueueSemaphore(this.engine, this.ops, () => made, name, permits), this.drain);
   }
 
   /**

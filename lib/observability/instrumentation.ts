@@ -33,7 +33,12 @@ export interface InstrumentedSpec {
 /** What the instrumentation reads of a hold. */
 interface InstrumentedHold {
   readonly fencingToken: bigint;
-  readonly signal: AbortSignal;
+  /** The hold ended (its signal aborted, or would have: holds make their signal on demand). */
+  readonly hasEnded: boolean;
+  /** What its signal aborted with, once ended. */
+  readonly endReason: unknown;
+  /** Ended by a plain release (then `endReason` need not be made). */
+  readonly endedByRelease: boolean;
 }
 
 /** Options that shape the instrumentation (validated in coordination.options.ts). */
@@ -127,7 +132,7 @@ export class Instrumentation {
       this.recordAcquire(kind, 'acquired', spec.name, waitMs);
     }
     // Ended before the caller got it (lost at once): report the end too.
-    if (hold.signal.aborted) this.holdEnded(spec, hold);
+    if (hold.hasEnded) this.holdEnded(spec, hold);
   }
 
   private acquireFailed(spec: InstrumentedSpec, outcome: Exclude<AcquireOutcome, 'acquired'>, waitMs: number, err?: unknown): void {
@@ -153,7 +158,8 @@ export class Instrumentation {
       if (since === undefined) return; // not handed out yet: acquired() reports it
       this.started.delete(hold);
       const heldMs = performance.now() - since;
-      const reason = hold.signal.reason;
+      // A plain release: its reason (the kind's "released" error) is made only if someone reads the signal.
+      const reason = hold.endedByRelease && !this.subject.observed ? undefined : hold.endReason;
       const lost = reason instanceof SessionLostError || reason instanceof HoldLostError;
       const message = !this.subject.observed ? '' : reason instanceof Error ? redact(reason.message) : String(reason);
       const kind = KINDS[spec.mode];

@@ -84,16 +84,21 @@ export class CoordinationMetrics {
  */
 export async function createMetrics(meterProvider?: MeterProviderLike): Promise<CoordinationMetrics | undefined> {
   let provider = meterProvider;
+  let noopMeter: object | undefined;
   if (!provider) {
     try {
       // A variable specifier keeps bundlers from insisting on the optional package.
       const specifier = '@opentelemetry/api';
-      const api = (await import(specifier)) as { metrics?: { getMeterProvider(): MeterProviderLike } };
+      const api = (await import(specifier)) as { metrics?: { getMeterProvider(): MeterProviderLike }; createNoopMeter?: () => object };
       provider = api.metrics?.getMeterProvider();
+      noopMeter = api.createNoopMeter?.();
     } catch {
       return undefined; // not installed: no metrics
     }
   }
   const meter = provider?.getMeter(LIBRARY_NAME, LIBRARY_VERSION) as MeterLike | undefined;
+  // No SDK registered when the module started: the global provider is the API's no-op, whose meter
+  // records nothing, now or later. Building attributes for it cost every lock cycle several us.
+  if (meter && noopMeter && meter.constructor === noopMeter.constructor) return undefined;
   return meter ? new CoordinationMetrics(meter) : undefined;
 }

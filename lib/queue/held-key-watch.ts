@@ -87,23 +87,48 @@ export class HeldKeyWatches {
     this.shared = new SharedHeldKeyWatch(watches, ops, Buffer.from(namespace, 'utf8'));
   }
 
+  /** Holds waiting for their deferred watch, in the order they were acquired (so also of their due time). */
+  private readonly deferred: Array<{ due: number; hold: Hold; begin: () => void }> = [];
+  private deferTimer?: NodeJS.Timeout;
+
   /** Watches `hold`'s key from `fromRevision` (a revision at which it was ours, plus one). */
   watch(hold: Hold, kind: string, fromRevision: bigint, lost: (reason: HoldLostError) => void): void {
-    const { signal } = hold;
-    if (signal.aborted) return;
-    const pending: PendingWatch = { signal, start: (created) => void this.follow(hold, kind, fromRevision, lost, created) };
-    // Node's timers are the only way to defer by time; unref'd so a hold never keeps the process alive.
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', cancel);
+    if (hold.hasEnded) return;
+    const begin = () => {
       if (this.ownWatchers >= this.pacing.maxOwnWatchers) return this.shared.add(hold, kind, lost);
       this.ownWatchers++;
-      signal.addEventListener('abort', () => this.ownWatchers--, { once: true });
-      this.queue.push(pending);
+      hold.signal.addEventListener('abort', () => this.ownWatchers--, { once: true });
+      this.queue.push({ signal: hold.signal, start: (created) => void this.follow(hold, kind, fromRevision, lost, created) });
       this.next();
-    }, this.pacing.deferMs);
-    timer.unref();
-    const cancel = () => clearTimeout(timer);
-    signal.addEventListener('abort', cancel, { once: true });
+    };
+    // One timer for all deferred holds, not one per hold (with its abort listener): a hold
+    // released before it is due costs an array entry, skipped when due.
+    this.deferred.push({ due: performance.now() + this.pacing.deferMs, hold, begin });
+    if (!this.deferTimer) this.armDeferTimer();
+  }
+
+  private armDeferTimer(): void {
+    const first = this.deferred[0];
+    if (!first) return;
+    // Node's timers are the only way to defer by time; unref'd so a hold never keeps the process alive.
+    this.deferTimer = setTimeout(() => this.startDue(), Math.max(0, first.due - performance.now()));
+    this.deferTimer.unref();
+  }
+
+  private startDue(): void {
+    this.deferTimer = undefined;
+    const now = performance.now();
+    let due = 0;
+    while (due < this.deferred.length && this.deferred[due]!.due <= now) due++;
+    for (const entry of this.deferred.splice(0, due)) if (!entry.hold.hasEnded) entry.begin();
+    this.armDeferTimer();
+  }
+
+  /** Drops the deferred watches and their timer (shutdown: every hold is ending). */
+  close(): void {
+    clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    this.deferred.length = 0;
   }
 
   /** Starts queued watches while fewer than `maxCreating` creations are in flight. */

@@ -86,9 +86,13 @@ export class Hold implements CoordinationHold {
   readonly revision: bigint;
   /** The session whose lease carries our key. */
   readonly session: EtcdSession;
-  private readonly controller = new AbortController();
+  /** Made on first use of {@link signal}: most short holds never need one. */
+  private controller?: AbortController;
+  /** Why the hold ended, once it has: the value, or (after a plain release) how to make it. */
+  private why?: { value: unknown; released?: true } | { make: () => unknown };
   private releasing?: Promise<void>;
   private ended = false;
+  private readonly offSessionEnd: () => void;
 
   constructor(private readonly init: HoldInit) {
     this.name = init.name;
@@ -98,15 +102,22 @@ export class Hold implements CoordinationHold {
     this.fencingToken = init.fencingToken;
     this.revision = init.revision;
     this.session = init.session;
-    if (init.session.signal.aborted) this.onSessionEnd();
-    else init.session.signal.addEventListener('abort', this.onSessionEnd, { once: true });
+    // One entry in the session's set of end handlers, not an abort listener per hold (see whenEnded).
+    this.offSessionEnd = init.session.whenEnded(this.onSessionEnd);
   }
 
   // A lost hold ends at once, exactly as etcd frees the key for other processes.
   private readonly onSessionEnd = () => {
-    this.controller.abort(this.session.signal.reason);
+    this.stop({ value: this.session.signal.reason });
     this.end();
   };
+
+  /** Records why the hold ended (the first reason wins) and aborts the signal if anyone has it. */
+  private stop(why: { value: unknown } | { make: () => unknown }): void {
+    if (this.why) return;
+    this.why = why;
+    this.controller?.abort(this.endReason);
+  }
 
   private end(): void {
     if (this.ended) return;
@@ -115,36 +126,62 @@ export class Hold implements CoordinationHold {
   }
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      // Node's AbortController and its signal cost microseconds to make: only for holds that are asked for it.
+      this.controller = new AbortController();
+      if (this.why) this.controller.abort(this.endReason);
+    }
     return this.controller.signal;
+  }
+
+  /** Why the hold ended (what {@link signal} aborted with), or `undefined` while it lasts. */
+  get endReason(): unknown {
+    const why = this.why;
+    if (!why) return undefined;
+    if ('make' in why) this.why = { value: why.make(), released: true };
+    return (this.why as { value: unknown }).value;
+  }
+
+  /** True when the hold ended by a plain release (its reason is the kind's "released" error). */
+  get endedByRelease(): boolean {
+    const why = this.why;
+    return why !== undefined && ('make' in why || why.released === true);
+  }
+
+  /** True once the hold ended by any path (its signal aborted, or would have). */
+  get hasEnded(): boolean {
+    return this.why !== undefined;
   }
 
   isHeld(): boolean {
     // `session.alive` aborts the session (and so our signal) if its deadline passed
     // even when the event loop was too busy for the deadline timer to fire.
-    return this.session.alive && !this.controller.signal.aborted;
+    return this.session.alive && this.why === undefined;
   }
 
   throwIfLost(): void {
-    if (!this.isHeld()) throw this.controller.signal.reason;
+    if (!this.isHeld()) throw this.endReason;
   }
 
   /** Ends the hold from the library side with `reason` (shutdown, our key taken away), then releases. */
   revoke(reason: unknown): Promise<void> {
-    if (!this.controller.signal.aborted) this.controller.abort(reason);
+    this.stop({ value: reason });
     return this.release();
   }
 
   release(): Promise<void> {
-    this.releasing ??= (async () => {
-      this.session.signal.removeEventListener('abort', this.onSessionEnd);
-      if (!this.controller.signal.aborted) this.controller.abort(this.init.releasedReason());
-      try {
-        if (!this.ended) await this.init.remove();
-      } finally {
-        this.end();
-      }
-    })();
+    this.releasing ??= this.releaseOnce();
     return this.releasing;
+  }
+
+  private async releaseOnce(): Promise<void> {
+    this.offSessionEnd();
+    this.stop({ make: this.init.releasedReason });
+    try {
+      if (!this.ended) await this.init.remove();
+    } finally {
+      this.end();
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -4,7 +4,7 @@ import type { EtcdSession } from '../session/etcd-session.js';
 import { isTransientEtcdError } from '../etcd/etcd-errors.js';
 import { EtcdAuthenticationError, EtcdPermissionError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
-import { backoffDelay, operationSignal, raceSignal, sleep } from '../util/abort.js';
+import { backoffDelay, operationSignal, sleep } from '../util/abort.js';
 
 /**
  * Removes our keys on every way out of a hold or a wait. A removal that etcd
@@ -22,10 +22,9 @@ export class KeyRemover {
     private readonly shutdownSignal: AbortSignal,
   ) {}
 
-  /** Waits for a removal of `key` still being retried (rejects with `signal.reason` on abort). */
-  async settled(key: Buffer, signal: AbortSignal): Promise<void> {
-    const pending = this.pending.get(key.toString('utf8'));
-    if (pending) await raceSignal(pending, signal);
+  /** A removal of `key` still being retried, to wait for before claiming it again; `undefined` when none. */
+  pendingFor(key: Buffer): Promise<void> | undefined {
+    return this.pending.size === 0 ? undefined : this.pending.get(key.toString('utf8'));
   }
 
   /**

@@ -2,7 +2,7 @@ import type { EtcdOps, KeyRange, OlderKey, QueueView } from '../etcd/etcd-ops.js
 import type { EtcdWatches, WatchTarget } from '../etcd/watch.js';
 import { NameInUseError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
-import { backoffDelay, operationSignal, sleep } from '../util/abort.js';
+import { backoffDelay, operationSignal, sleep, type LazyOperationSignal } from '../util/abort.js';
 import type { QueueSpec } from './queue-spec.js';
 import type { TurnPolicy, WaitTarget } from './turn-policy.js';
 
@@ -39,7 +39,7 @@ export async function claimAndWait(
   watches: EtcdWatches,
   spec: QueueSpec,
   queued: QueuedKey,
-  signal: AbortSignal,
+  op: LazyOperationSignal,
   tryOnly: boolean,
   recheckMs: number,
 ): Promise<boolean> {
@@ -58,7 +58,7 @@ export async function claimAndWait(
     if (!(await ops.putIfRevision(queued.myKey, myRevision, spec.value, queued.leaseId, what))) throw new OwnKeyGoneError(queued.myKey);
   }
   for (let watchFailures = 0; ; ) {
-    if (signal.aborted) throw signal.reason;
+    if (op.aborted) throw op.reason;
     view ??= await ops.checkOlder(queued.myKey, myRevision, policy.range, policy.olderLimit, what);
     if (!view) throw new OwnKeyGoneError(queued.myKey);
     queued.knownAt = view.headerRevision;
@@ -68,6 +68,8 @@ export async function claimAndWait(
       if (tryOnly) return false;
       waited = true;
       const wait: WaitTarget = standing.wait;
+      // Only a wait makes the composite signal (see LazyOperationSignal).
+      const signal = op.signal;
       const outcome = await waitAtMost(recheckMs, signal, (bounded) =>
         wait.on === 'turn'
           ? waitForTurn(watches, wait, view!.headerRevision, queued.myKey, policy, bounded)

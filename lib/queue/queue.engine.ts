@@ -16,7 +16,7 @@ import {
 } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { Instrumentation } from '../observability/instrumentation.js';
-import { backoffDelay, operationSignal, raceSignal, sleep, type OperationSignal } from '../util/abort.js';
+import { backoffDelay, LazyOperationSignal, raceSignal, sleep, type AbortInput } from '../util/abort.js';
 import { LocalMutexMap } from './local-mutex.js';
 import { Hold, ReentrantHold } from './hold.js';
 import { HeldKeyWatches } from './held-key-watch.js';
@@ -70,26 +70,32 @@ export class QueueEngine {
     if (reentrant) return reentrant;
     this.throwIfShuttingDown();
     const endUse = this.names.use(spec.name, spec.registryKind);
-    const op = operationSignal({ timeoutMs: timeout, caller: options.signal, others: [this.sessions.shutdownSignal] });
+    const op = new LazyOperationSignal(
+      options.signal ? [[options.signal, 'caller'], [this.sessions.shutdownSignal, 'other']] : [[this.sessions.shutdownSignal, 'other']],
+      timeout,
+    );
     let localHeld = false;
     let outageSince: number | undefined;
     let outageError: unknown;
     let sessionsLost = 0;
     try {
       if (spec.localQueue) {
-        await this.local.get(spec.contextKey).lock(op.signal);
+        const local = this.local.get(spec.contextKey);
+        if (op.aborted) throw op.reason;
+        if (!local.tryLock()) await local.lock(op.signal);
         localHeld = true;
       }
       // Transient etcd errors are retried within the caller's timeout, or (without one) for as
       // long as a new session may take to establish (connectTimeout) since the first of them.
       for (let attempt = 0; ; attempt++) {
         try {
-          const session = await this.sessionWithin(op.signal, timeout !== undefined);
-          const hold = await this.acquireOnSession(spec, session, op.signal, false);
+          // The live session, without a wait when there is one (the common case).
+          const session = this.sessions.peek() ?? (await this.sessionWithin(op.signal, timeout !== undefined));
+          const hold = await this.acquireOnSession(spec, session, op, false);
           localHeld = false; // the hold owns the local slot now
           return hold!;
         } catch (err) {
-          if (op.signal.aborted) throw err;
+          if (op.aborted) throw err;
           if (err instanceof SessionLostError) {
             // Queue again (on a new session if ours ended); back off if it keeps happening.
             if (sessionsLost++ > 0) await sleep(backoffDelay(sessionsLost, 50, 1_000), op.signal);
@@ -187,23 +193,24 @@ export class QueueEngine {
    * our key is removed before this returns or throws. Returns null only for
    * tryOnly. Throws SessionLostError when the session ended meanwhile.
    */
-  private async acquireOnSession<H extends Hold>(spec: QueueSpec<H>, session: EtcdSession, signal: AbortSignal, tryOnly: boolean): Promise<H | null> {
-    const op = operationSignal({ others: [signal, session.signal] });
+  private async acquireOnSession<H extends Hold>(spec: QueueSpec<H>, session: EtcdSession, signal: AbortInput, tryOnly: boolean): Promise<H | null> {
+    const op = new LazyOperationSignal([[signal, 'other'], [session.signal, 'other']]);
     const queued: QueuedKey = { myKey: spec.key(session), leaseId: session.leaseId };
     const what = `${spec.kind} "${spec.name}"`;
     let claimAttempted = false;
     try {
-      await this.removals.settled(queued.myKey, op.signal);
+      const removing = this.removals.pendingFor(queued.myKey);
+      if (removing) await raceSignal(removing, op.signal);
       claimAttempted = true;
       // A waiter re-reads the queue at least once per session TTL, even without a watch event.
-      const holds = await claimAndWait(this.ops, this.watches, spec, queued, op.signal, tryOnly, session.ttlSeconds * 1_000);
+      const holds = await claimAndWait(this.ops, this.watches, spec, queued, op, tryOnly, session.ttlSeconds * 1_000);
       if (!holds) {
         await this.removals.remove(session, queued.myKey, queued.myRevision, what);
         return null;
       }
       // Ownership was confirmed by etcd, but refuse it if the caller gave up meanwhile
       // or if the session deadline passed: never hand out a hold that may not be held.
-      if (op.signal.aborted) throw op.signal.reason;
+      if (op.aborted) throw op.reason;
       session.throwIfEnded();
       return this.createHold(spec, session, queued.myKey, queued.myRevision!, queued.knownAt!);
     } catch (err) {
@@ -252,6 +259,7 @@ export class QueueEngine {
   async shutdown(): Promise<void> {
     const reason = new ShutdownError(Messages.shuttingDown());
     await Promise.allSettled([...this.held].map((hold) => hold.revoke(reason)));
+    this.heldKeys.close();
     await this.removals.drain();
   }
 
@@ -270,13 +278,13 @@ function aborted(spec: QueueSpec, signal: AbortSignal): LockAbortedError {
 
 function translateAbort(
   err: unknown,
-  op: OperationSignal,
+  op: LazyOperationSignal,
   spec: QueueSpec,
   timeout: number | undefined,
   options: AcquireOptions,
   outageError: unknown,
 ): unknown {
-  if (!op.signal.aborted) return err;
+  if (!op.aborted) return err;
   switch (op.cause()) {
     case 'timeout':
       // Timed out while etcd could not be reached: the outage is the cause, not another holder.
@@ -291,7 +299,7 @@ function translateAbort(
     case 'caller':
       return aborted(spec, options.signal!);
     default:
-      return op.signal.reason;
+      return op.reason;
   }
 }
 

@@ -87,8 +87,32 @@ export class EtcdSession {
     this.plan = keepAlivePlan(ttlSeconds);
     this.deadline = grantSentAt + ttlSeconds * 1000 - this.plan.marginMs;
     this.rttSamples.push(grantRoundTripMs);
-    // Every hold and waiter of the session listens to its signal: many listeners are expected.
+    // Every waiter of the session listens to its signal: many listeners are expected.
     setMaxListeners(0, this.controller.signal);
+    this.controller.signal.addEventListener('abort', () => this.runEndHandlers(), { once: true });
+  }
+
+  private readonly endHandlers = new Set<() => void>();
+
+  /**
+   * Calls `handler` once when the session ends (at once if it has ended);
+   * returns the function that unregisters it. Holds use this rather than an
+   * abort listener each: Node's EventTarget listeners cost several
+   * microseconds per add/remove, paid on every lock cycle.
+   */
+  whenEnded(handler: () => void): () => void {
+    if (this.controller.signal.aborted) {
+      handler();
+      return () => undefined;
+    }
+    this.endHandlers.add(handler);
+    return () => void this.endHandlers.delete(handler);
+  }
+
+  private runEndHandlers(): void {
+    const handlers = [...this.endHandlers];
+    this.endHandlers.clear();
+    for (const handler of handlers) handler();
   }
 
   /** Aborts when the session ends (lost or closed); the reason is a SessionLostError or ShutdownError. */

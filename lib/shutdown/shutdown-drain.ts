@@ -152,17 +152,19 @@ export class ShutdownDrain {
   async stoppable<T>(what: string, options: AcquireOptions | undefined, wait: (options: AcquireOptions) => Promise<T>): Promise<T> {
     const valid = typeof options === 'object' && options !== null && (options.signal === undefined || options.signal instanceof AbortSignal);
     if (this.insideRun() || (options !== undefined && !valid)) return wait(options as AcquireOptions);
-    const op = operationSignal({ caller: options?.signal, others: [this.stopSignal] });
+    // Without a caller's signal the drain's own signal is the wait's (no composite signal to make and dispose).
+    const op = options?.signal ? operationSignal({ caller: options.signal, others: [this.stopSignal] }) : undefined;
     try {
-      return await wait({ ...options, signal: op.signal });
+      return await wait({ ...options, signal: op ? op.signal : this.stopSignal });
     } catch (err) {
       // Only our own abort is translated: its reason is the drain's, by identity.
-      if (op.cause() === 'other' && (err === this.stopSignal.reason || (err instanceof LockAbortedError && err.cause === this.stopSignal.reason))) {
+      const stopped = op ? op.cause() === 'other' : this.stopSignal.aborted;
+      if (stopped && (err === this.stopSignal.reason || (err instanceof LockAbortedError && err.cause === this.stopSignal.reason))) {
         throw this.refusal(ShutdownMessages.waitStopped(what));
       }
       throw err;
     } finally {
-      op.dispose();
+      op?.dispose();
     }
   }
 

@@ -9,7 +9,7 @@ import { Messages, TestingMessages } from '../coordination.messages.js';
 import type { FakeStore } from './fake-store.js';
 
 /** What holds and the reused services read of a session (internal). */
-export type SessionSurface = Pick<EtcdSession, 'leaseId' | 'leaseHex' | 'ttlSeconds' | 'signal' | 'alive' | 'throwIfEnded'>;
+export type SessionSurface = Pick<EtcdSession, 'leaseId' | 'leaseHex' | 'ttlSeconds' | 'signal' | 'alive' | 'throwIfEnded' | 'whenEnded'>;
 
 /** TTL the fake sessions report (they never expire by themselves). */
 const FAKE_TTL_SECONDS = 10;
@@ -20,9 +20,26 @@ export class FakeSession implements SessionSurface {
   readonly ttlSeconds = FAKE_TTL_SECONDS;
   private readonly controller = new AbortController();
 
+  private readonly endHandlers = new Set<() => void>();
+
   constructor(readonly leaseId: bigint) {
     this.leaseHex = leaseHex(leaseId);
     setMaxListeners(0, this.controller.signal);
+    this.controller.signal.addEventListener('abort', () => {
+      const handlers = [...this.endHandlers];
+      this.endHandlers.clear();
+      for (const handler of handlers) handler();
+    }, { once: true });
+  }
+
+  /** As `EtcdSession.whenEnded`. */
+  whenEnded(handler: () => void): () => void {
+    if (this.controller.signal.aborted) {
+      handler();
+      return () => undefined;
+    }
+    this.endHandlers.add(handler);
+    return () => void this.endHandlers.delete(handler);
   }
 
   get signal(): AbortSignal {
