@@ -57,7 +57,8 @@ export class EtcdWatches {
 
   /**
    * Calls `listener` for each event until it returns true (`'stopped'`), the
-   * watch fails (`'failed'`: callers re-read the store and watch again, so a
+   * watch fails (`'failed'`: compaction, refusal, or, for a watch from a past
+   * revision, a lost stream; callers re-read the store and watch again, so a
    * lost wake-up is impossible) or `signal` aborts (`'aborted'`). Never rejects.
    */
   follow(target: WatchTarget, signal: AbortSignal, listener: (event: WatchEvent) => boolean | void): Promise<WatchEnd> {
@@ -92,7 +93,15 @@ export class EtcdWatches {
           target.onCreated?.();
         }
       });
-      watcher.on('disconnected', () => (connected = false));
+      watcher.on('disconnected', () => {
+        connected = false;
+        // etcd3 would resume this watcher from the revision of its create response plus one,
+        // and etcd answers a create with its CURRENT revision even when the watch starts in the
+        // past and has not caught up yet: the events in between would be skipped (Go's client
+        // resumes from the last event instead). So a watch from a past revision ends here as
+        // 'failed' and its caller re-reads, as after a compaction.
+        if (target.fromRevision > 0n) finish('failed', true);
+      });
       const deliver = (type: WatchEvent['type']) => (kv: IKeyValue, previous?: IKeyValue) => {
         if (done) return;
         if (listener({ type, kv, previous }) === true) finish('stopped', true);
