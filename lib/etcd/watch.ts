@@ -13,8 +13,13 @@ export interface WatchTarget {
   deletesOnly?: boolean;
   /** Ask etcd for the previous key-value of each event. */
   previous?: boolean;
-  /** Called once etcd has created the watch (its first 'connected'); lets callers pace watch creation. */
-  onCreated?: () => void;
+  /**
+   * Called once etcd has created the watch (its first 'connected'), with the
+   * revision etcd reported then (its current revision; `undefined` if the
+   * answer carried none). Lets callers pace watch creation, and lets a watch
+   * from "now" know what it may have missed.
+   */
+  onCreated?: (revision: bigint | undefined) => void;
 }
 
 /** One watch event: `previous` only when asked for and etcd still had it. */
@@ -86,11 +91,12 @@ export class EtcdWatches {
       const onAbort = () => finish('aborted', true);
       signal.addEventListener('abort', onAbort, { once: true });
       let created = false;
-      watcher.on('connected', () => {
+      watcher.on('connected', (res?: { header?: { revision?: string | number } }) => {
         connected = true;
         if (!created) {
           created = true;
-          target.onCreated?.();
+          const revision = res?.header?.revision;
+          target.onCreated?.(revision === undefined ? undefined : BigInt(revision));
         }
       });
       watcher.on('disconnected', () => {

@@ -1,10 +1,11 @@
-import type { EtcdOps, KeyRange, OlderKey, QueueView } from '../etcd/etcd-ops.js';
-import type { EtcdWatches, WatchTarget } from '../etcd/watch.js';
+import type { EtcdOps, OlderKey, QueueView } from '../etcd/etcd-ops.js';
+import type { EtcdWatches } from '../etcd/watch.js';
 import { NameInUseError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { backoffDelay, operationSignal, sleep, type LazyOperationSignal } from '../util/abort.js';
 import type { QueueSpec } from './queue-spec.js';
-import type { TurnPolicy, WaitTarget } from './turn-policy.js';
+import type { WaitTarget } from './turn-policy.js';
+import { waitRound, type RoundContext } from './wait-round.js';
 
 /** Our key vanished while we waited: the session lease expired or was revoked, or someone deleted it. */
 export class OwnKeyGoneError extends Error {
@@ -57,6 +58,7 @@ export async function claimAndWait(
   else if (!claim.existingValue.equals(spec.value)) {
     if (!(await ops.putIfRevision(queued.myKey, myRevision, spec.value, queued.leaseId, what))) throw new OwnKeyGoneError(queued.myKey);
   }
+  const round: RoundContext = { ops, watches, policy, myKey: queued.myKey, myRevision, what, accept: (fresh) => assertSameKind(spec, fresh.older) };
   for (let watchFailures = 0; ; ) {
     if (op.aborted) throw op.reason;
     view ??= await ops.checkOlder(queued.myKey, myRevision, policy.range, policy.olderLimit, what);
@@ -70,13 +72,9 @@ export async function claimAndWait(
       const wait: WaitTarget = standing.wait;
       // Only a wait makes the composite signal (see LazyOperationSignal).
       const signal = op.signal;
-      const outcome = await waitAtMost(recheckMs, signal, (bounded) =>
-        wait.on === 'turn'
-          ? waitForTurn(watches, wait, view!.headerRevision, queued.myKey, policy, bounded)
-          : watches.next(watchTarget(wait, view!.headerRevision), bounded).then((event) => (event === 'failed' ? 'failed' : 'recheck')),
-      );
+      const outcome = await waitAtMost(recheckMs, signal, (bounded) => waitRound(round, wait, view!, bounded));
       if (outcome === 'failed') {
-        // Compaction or a cancelled watch: back off a little, then re-read the truth.
+        // Compaction, a cancelled watch or a lost stream: back off a little, then re-read the truth.
         await sleep(backoffDelay(watchFailures++, 50, 2_000), signal);
         break;
       }
@@ -84,6 +82,13 @@ export async function claimAndWait(
       if (outcome === 'recheck') break;
       // The one watch of a 'turn' wait delivers our own key's deletion before any later event.
       if (outcome === 'gone') throw new OwnKeyGoneError(queued.myKey);
+      if ('view' in outcome) {
+        // The watch's catch-up read: stand on it, no further read.
+        view = outcome.view;
+        queued.knownAt = view.headerRevision;
+        standing = policy.standing(view.older, view.more, myRevision);
+        continue;
+      }
       // The older keys we knew are gone, our key was still there at that revision: we hold (docs/handoff.md).
       queued.knownAt = outcome.heldAt;
       standing = { holds: true };
@@ -116,62 +121,6 @@ async function waitAtMost<T>(ms: number, signal: AbortSignal, wait: (bounded: Ab
   } finally {
     bounded.dispose();
   }
-}
-
-/** The one-key watch of a waiter that re-checks when its predecessor changes. */
-function watchTarget(wait: Exclude<WaitTarget, { on: 'turn' }>, headerRevision: bigint): WatchTarget {
-  const fromRevision = headerRevision + 1n;
-  return wait.on === 'delete' ? { key: wait.key, fromRevision, deletesOnly: true } : { key: wait.key, fromRevision };
-}
-
-const inRange = (key: Buffer, range: KeyRange): boolean =>
-  key.compare(range.key) >= 0 && (range.rangeEnd === undefined ? key.equals(range.key) : key.compare(range.rangeEnd) < 0);
-
-/** How a 'turn' wait ended: we hold (at that revision), our key is gone, or only a re-read can tell. */
-type TurnOutcome = { heldAt: bigint } | 'gone' | 'recheck' | 'failed';
-
-/**
- * The 'turn' wait: ONE watch of the name's prefix (deletions, with previous
- * key-values) from the revision after our read, which saw every key older
- * than ours (`wait.older`). Each deletion of one of them is applied to that
- * set and the policy asked again: when it says we hold, we hold, with no
- * read. Our own key's deletion loses our place. Deletions of newer keys
- * (waiters behind us giving up) and of keys that do not block us (other
- * readers) are ignored. A deletion etcd cannot describe (no previous
- * key-value), or of an older key our read did not show, ends in a re-check.
- */
-async function waitForTurn(
-  watches: EtcdWatches,
-  wait: Extract<WaitTarget, { on: 'turn' }>,
-  readAt: bigint,
-  myKey: Buffer,
-  policy: TurnPolicy,
-  signal: AbortSignal,
-): Promise<TurnOutcome> {
-  let remaining = wait.older;
-  let outcome: TurnOutcome = 'recheck';
-  const target: WatchTarget = { key: wait.watch, prefix: true, fromRevision: readAt + 1n, deletesOnly: true, previous: true };
-  const end = await watches.follow(target, signal, ({ kv, previous }) => {
-    if (kv.key.equals(myKey)) return stop('gone');
-    if (!inRange(kv.key, wait.blocking)) return false;
-    if (!previous) return stop('recheck');
-    const created = BigInt(previous.create_revision);
-    if (created >= wait.maxCreateRevision) return false;
-    const left = remaining.filter((older) => !(older.createRevision === created && older.key.equals(kv.key)));
-    // An older key our read did not show: it was deleted before our read, so this cannot be.
-    if (left.length === remaining.length) return stop('recheck');
-    remaining = left;
-    const standing = policy.standing(remaining, false, wait.maxCreateRevision);
-    if (standing.holds) return stop({ heldAt: BigInt(kv.mod_revision) });
-    return standing.wait.on === 'turn' ? false : stop('recheck');
-  });
-  function stop(result: TurnOutcome): true {
-    outcome = result;
-    watches.stats.wakeups++;
-    return true;
-  }
-  if (end === 'aborted') throw signal.reason;
-  return end === 'failed' ? 'failed' : outcome;
 }
 
 /** Refuses a queue that holds keys of another kind's shape (the same name used as another kind elsewhere). */

@@ -134,7 +134,9 @@ export class FakeWatches implements WatchesSurface {
     if (signal.aborted) return Promise.resolve('aborted');
     const range: KeyRange = target.prefix ? { key: target.key, rangeEnd: prefixRangeEnd(target.key) } : { key: target.key };
     return new Promise<WatchEnd>((resolve) => {
-      let cursor = target.fromRevision;
+      // 0: from "now", as etcd does for a watch without a start revision.
+      const createdAt = this.store.revision;
+      let cursor = target.fromRevision === 0n ? createdAt + 1n : target.fromRevision;
       let done = false;
       const finish = (end: WatchEnd) => {
         if (done) return;
@@ -159,7 +161,7 @@ export class FakeWatches implements WatchesSurface {
       };
       const stop = this.store.onChange(deliver);
       this.active.add(close);
-      if (target.onCreated) queueMicrotask(target.onCreated);
+      if (target.onCreated) queueMicrotask(() => target.onCreated!(createdAt));
       signal.addEventListener('abort', onAbort, { once: true });
       queueMicrotask(deliver);
     });

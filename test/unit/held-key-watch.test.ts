@@ -11,7 +11,7 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function fakeHold(i: number): Hold & { abortHold: AbortController } {
   const controller = new AbortController();
-  return { abortHold: controller, signal: controller.signal, keyBytes: Buffer.from(`k/${i}`), key: `k/${i}`, name: 'n', revision: 5n, session: { leaseId: 7n }, mode: 'exclusive' } as unknown as Hold & { abortHold: AbortController };
+  return { abortHold: controller, signal: controller.signal, get hasEnded() { return controller.signal.aborted; }, keyBytes: Buffer.from(`k/${i}`), key: `k/${i}`, name: 'n', revision: 5n, session: { leaseId: 7n }, mode: 'exclusive' } as unknown as Hold & { abortHold: AbortController };
 }
 
 function recorder() {
@@ -48,8 +48,8 @@ describe('held-key watches (pacing)', () => {
     await delay(40);
     assert.equal(started.length, 3, 'three creations in flight');
     assert.equal(started[0]!.target.fromRevision, 6n);
-    started[0]!.target.onCreated!(); // etcd created the first: one more may start
-    started[0]!.target.onCreated!(); // a second call counts once
+    started[0]!.target.onCreated!(9n); // etcd created the first: one more may start
+    started[0]!.target.onCreated!(9n); // a second call counts once
     assert.equal(started.length, 4);
     holds[1]!.abortHold.abort(); // a hold that ends frees its slot too
     await delay(5);
