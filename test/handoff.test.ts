@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test';
 import type { INestApplicationContext } from '@nestjs/common';
 import { ElectionService, HoldLostError, LockService, type CoordinationHold } from '../lib/index.js';
 import { EtcdOps } from '../lib/etcd/etcd-ops.js';
+import { EtcdWatches } from '../lib/etcd/watch.js';
 import { etcdFixture } from './harness/etcd.js';
 import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 
@@ -132,6 +133,71 @@ describe('hand-off and keys deleted by someone else (real etcd)', () => {
       await leaderC.release();
     } finally {
       EtcdOps.prototype.checkOlder = original;
+    }
+  });
+
+  /** Runs `before` once, just before the next watch `app` creates (after its read, before its watch exists). */
+  function beforeNextWatch(app: INestApplicationContext, before: () => Promise<void>): void {
+    const watches = app.get(EtcdWatches);
+    const original = watches.follow.bind(watches);
+    let armed = true;
+    watches.follow = async (...args: Parameters<EtcdWatches['follow']>) => {
+      if (armed) {
+        armed = false;
+        await before();
+      }
+      return original(...args);
+    };
+  }
+
+  it('a release between a waiter\'s read and its watch is not missed: the watch starts from now and a catch-up read covers the gap', async () => {
+    // A watch from "now" does not replay what happened since the read; the catch-up read must.
+    // With a session TTL of 60 s the periodic re-check is a minute away: only the catch-up can hand B the lock soon.
+    const ns = uniqueNamespace('handoff-gap');
+    const a = await createApp({ hosts: etcd().endpoint, namespace: ns, identity: 'a' });
+    const b = await createApp({ hosts: etcd().endpoint, namespace: ns, identity: 'b', sessionTtl: 60 });
+    const holdA = await a.get(LockService).acquire('job');
+    beforeNextWatch(b, () => holdA.release());
+    const started = performance.now();
+    const holdB = await b.get(LockService).acquire('job');
+    const tookMs = performance.now() - started;
+    assert.ok(tookMs < 20_000, `B held after ${tookMs.toFixed(0)} ms: it found the release, not the next re-check`);
+    assert.equal(holdA.isHeld(), false);
+    await holdB.release();
+  });
+
+  it('a waiting key deleted between its read and its watch: the catch-up read finds it gone, and no two holders follow', async () => {
+    const ns = uniqueNamespace('handoff-gap-own');
+    const [a, b, c] = await apps(ns, 3);
+    const client = rawClient(etcd().endpoint);
+    const seen = new Intervals();
+    try {
+      const holdA = await a!.get(LockService).acquire('job');
+      seen.track('A', holdA);
+      let waitC: Promise<CoordinationHold> | undefined;
+      beforeNextWatch(b!, async () => {
+        // B has claimed and read (A holds, B is next); before its watch exists its key is deleted
+        // and C queues, also right behind A.
+        const keys = await queued(ns, 'job/', 2);
+        await client.delete().key(keys.find((key) => key !== holdA.key)!);
+        waitC = c!.get(LockService).acquire('job').then((hold) => (seen.track('C', hold), hold));
+        await queued(ns, 'job/', 2);
+      });
+      const waitB = b!.get(LockService).acquire('job').then((hold) => (seen.track('B', hold), hold));
+      await eventually(() => waitC !== undefined, 10_000, 'C queued');
+      // B's watch exists now (from "now": it will see A's release). Without the catch-up read B
+      // would take that release as its turn, next to C.
+      await delay(300);
+      await holdA.release();
+      const holdC = await waitC!;
+      await delay(200);
+      assert.deepEqual(seen.order, ['A', 'C'], 'B lost its place: it must not take the turn on A\'s release');
+      await holdC.release();
+      const holdB = await waitB;
+      assert.deepEqual(seen.overlaps, []);
+      await holdB.release();
+    } finally {
+      client.close();
     }
   });
 
