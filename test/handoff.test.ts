@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import type { INestApplicationContext } from '@nestjs/common';
 import { ElectionService, HoldLostError, LockService, type CoordinationHold } from '../lib/index.js';
 import { etcdFixture } from './harness/etcd.js';
-import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysExceptMembers, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 
 const etcd = etcdFixture();
 
@@ -126,7 +126,7 @@ describe('hand-off and keys deleted by someone else (real etcd)', () => {
       await eventually(() => hold.signal.aborted, 5_000, 'told of the replacement');
       assert.match((hold.signal.reason as Error).message, /moved off our session lease/);
       await hold.release();
-      assert.deepEqual(await keysUnder(client, ns), [], 'nothing left behind');
+      assert.deepEqual(await keysExceptMembers(client, ns), [], 'nothing left behind');
     } finally {
       client.close();
     }
@@ -156,7 +156,7 @@ describe('hand-off and keys deleted by someone else (real etcd)', () => {
       const holdB = await waitB;
       assert.deepEqual(seen.overlaps, []);
       await holdB.release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
