@@ -316,7 +316,9 @@ export const ShardMessages = {
   shardReleased: (group: string, shard: number) => `Shard ${shard} of group "${group}" was handed on (rebalanced or released)`,
   shardLost: (group: string, shard: number) => `Shard ${shard} of group "${group}" was lost (its key is gone)`,
   log: {
-    registerFailed: (reason: string, retryMs: number) => `registering in the member list failed: ${reason}; retrying in ${retryMs} ms`,
+    registerFailed: (reason: string, retryMs: number, refused: boolean) =>
+      `registering in the member list failed: ${reason}; retrying in ${retryMs} ms` +
+      (refused ? ' (give the role write access to the namespace, or opt out with membership: false)' : ''),
     forEachSkipped: (where: string, group: string) => `ForEachOwnedShard: ${where} skipped: this instance owns no shard of "${group}"`,
     shardOwnedSkipped: (where: string, group: string, shard: number) =>
       `ShardOwned: ${where} skipped: shard ${shard} of "${group}" is not owned by this instance`,

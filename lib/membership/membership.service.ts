@@ -120,9 +120,10 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
       } catch (err) {
         if (stop.aborted) break;
         const delay = backoffDelay(failures++, 250, 10_000);
-        this.instrumentation.logger.warn(ShardMessages.log.registerFailed(err instanceof Error ? err.message : String(err), delay));
         // A role that may not write the member key: retrying will not fix it, bootstrap goes on.
-        if (err instanceof EtcdPermissionError || err instanceof EtcdAuthenticationError) this.refused?.();
+        const refused = err instanceof EtcdPermissionError || err instanceof EtcdAuthenticationError;
+        this.instrumentation.logger.warn(ShardMessages.log.registerFailed(err instanceof Error ? err.message : String(err), delay, refused));
+        if (refused) this.refused?.();
         await sleep(delay, stop).catch(() => undefined);
         continue;
       }
@@ -146,8 +147,8 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Registers this application in the member list (idempotent) and resolves
-   * once it is listed. Done at bootstrap with the `membership` or
-   * `memberValue` option, and by `ShardService.group()`.
+   * once it is listed. Done at bootstrap unless `membership: false`, and by
+   * `ShardService.group()`; call it after opting out to join later.
    */
   join(): Promise<void> {
     if (this.stopped.signal.aborted || this.sessions.shutdownSignal.aborted) return Promise.resolve();
