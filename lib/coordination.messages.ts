@@ -30,7 +30,7 @@ export const Messages = {
   handoverNoSuchCandidate: (election: string, to: string) =>
     `Cannot hand over election "${election}" to ${JSON.stringify(to)}: no waiting candidate has that value (leadership was kept)`,
   handoverForeignCandidate: (election: string, to: string, key: string) =>
-    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not known to be of this library (no member record on its lease: a Go or etcdctl candidate, which cannot be asked to step aside safely, or an application without the membership option); leadership was kept`,
+    `Cannot hand over election "${election}" to ${JSON.stringify(to)}: candidate ${key}, before it in the queue, is not known to be of this library (no member record on its lease: a Go or etcdctl candidate, which cannot be asked to step aside safely, or an application with membership: false); leadership was kept`,
   handoverRaced: (election: string) => `Cannot hand over election "${election}": the queue changed meanwhile (leadership was kept; try again)`,
   resigned: (election: string) => `Resigned from election "${election}"`,
   electionDisabled: () =>
@@ -316,6 +316,9 @@ export const ShardMessages = {
   shardReleased: (group: string, shard: number) => `Shard ${shard} of group "${group}" was handed on (rebalanced or released)`,
   shardLost: (group: string, shard: number) => `Shard ${shard} of group "${group}" was lost (its key is gone)`,
   log: {
+    registerFailed: (reason: string, retryMs: number, refused: boolean) =>
+      `registering in the member list failed: ${reason}; retrying in ${retryMs} ms` +
+      (refused ? ' (give the role write access to the namespace, or opt out with membership: false)' : ''),
     forEachSkipped: (where: string, group: string) => `ForEachOwnedShard: ${where} skipped: this instance owns no shard of "${group}"`,
     shardOwnedSkipped: (where: string, group: string, shard: number) =>
       `ShardOwned: ${where} skipped: shard ${shard} of "${group}" is not owned by this instance`,

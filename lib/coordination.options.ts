@@ -100,8 +100,10 @@ export interface CoordinationModuleOptions {
   memberValue?: unknown;
   /**
    * Register this application in the member list (`MembershipService`) at
-   * bootstrap. Default: only when `memberValue` is set; otherwise an
-   * application joins when it opens a shard group or calls `join()`.
+   * bootstrap and on every new session: one put per session, on its lease.
+   * Default `true`. `false` opts out (0.1's exact key footprint: no
+   * `<namespace>_coordination:members/` key); the application still joins
+   * when it opens a shard group or calls `join()`.
    */
   membership?: boolean;
   /**
@@ -307,7 +309,7 @@ export function resolveCoordinationOptions(
     fencingEpoch: integerIn('fencingEpoch', input.fencingEpoch, 0, MAX_FENCING_EPOCH, 0),
     ...validateObservabilityOptions(input, fail),
     memberValue: checkMemberValue(input.memberValue),
-    membership: checkMembership(input.membership, input.memberValue !== undefined),
+    membership: checkMembership(input.membership),
     shutdownTimeout: validateShutdownTimeout(input.shutdownTimeout, fail),
   };
 }
@@ -323,8 +325,9 @@ function checkMemberValue(value: unknown): unknown {
   return value;
 }
 
-function checkMembership(value: unknown, hasValue: boolean): boolean {
-  if (value === undefined) return hasValue;
+/** The `membership` option: on unless `false` (see MembershipService). */
+function checkMembership(value: unknown): boolean {
+  if (value === undefined) return true;
   if (typeof value !== 'boolean') fail('membership', ModuleMessages.isGlobalNotBoolean(value));
   return value;
 }

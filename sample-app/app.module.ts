@@ -29,8 +29,9 @@ export class AppModule {
           identity: config.instanceId,
           sessionTtl: config.sessionTtl,
           election: ELECTION,
-          // Member records: the shard groups need them, and a hand-over to a named instance moves
-          // the candidates before it only when they are known members.
+          // Member records (on by default, stated here because the app relies on them): the shard
+          // groups need them, and a hand-over to a named instance moves the candidates before it
+          // only when they are known members.
           membership: true,
         }),
       ],

@@ -9,7 +9,7 @@ import { ElectionService, HoldLostError, LockService, type CoordinationHold } fr
 import { EtcdOps } from '../lib/etcd/etcd-ops.js';
 import { EtcdWatches } from '../lib/etcd/watch.js';
 import { etcdFixture } from './harness/etcd.js';
-import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysExceptMembers, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 
 const etcd = etcdFixture();
 
@@ -256,7 +256,7 @@ describe('hand-off and keys deleted by someone else (real etcd)', () => {
       await eventually(() => hold.signal.aborted, 5_000, 'told of the replacement');
       assert.match((hold.signal.reason as Error).message, /moved off our session lease/);
       await hold.release();
-      assert.deepEqual(await keysUnder(client, ns), [], 'nothing left behind');
+      assert.deepEqual(await keysExceptMembers(client, ns), [], 'nothing left behind');
     } finally {
       client.close();
     }
@@ -286,7 +286,7 @@ describe('hand-off and keys deleted by someone else (real etcd)', () => {
       const holdB = await waitB;
       assert.deepEqual(seen.overlaps, []);
       await holdB.release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }

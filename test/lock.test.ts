@@ -11,7 +11,7 @@ import {
   SessionService,
   currentLock,
 } from '../lib/index.js';
-import { closeApps, createApp, delay, eventually, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysExceptMembers, keysUnder, leaseIds, rawClient, uniqueNamespace } from './support/apps.js';
 import { spawnWorker } from './support/workers.js';
 
 describe('LockService (real etcd)', () => {
@@ -94,7 +94,7 @@ describe('LockService (real etcd)', () => {
         ),
       );
       assert.deepEqual(order, [0, 1, 2, 3, 4]);
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -243,7 +243,7 @@ describe('LockService (real etcd)', () => {
         await assert.rejects(locks.tryAcquire(bad), InvalidNameError);
       }
       await assert.rejects(locks.acquire('ok', { timeout: -1 }), { code: 'INVALID_USAGE' });
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }

@@ -13,13 +13,14 @@ import {
   InvalidOptionsError,
   InvalidUsageError,
   LockService,
+  MembershipService,
   WithLock,
   currentLock,
   SessionService,
   type CoordinationModuleOptions,
   type CoordinationOptionsFactory,
 } from '../lib/index.js';
-import { keysUnder, uniqueNamespace } from './support/apps.js';
+import { keysUnder, membersPrefix, uniqueNamespace } from './support/apps.js';
 
 // A feature module that does NOT import CoordinationModule and injects LockService by type
 // (no @Inject token): this only works with emitDecoratorMetadata and a global module.
@@ -147,7 +148,9 @@ describe('CoordinationModule', () => {
       const options = base();
       const app = await boot([CoordinationModule.forRoot({ client, namespace: options.namespace, election: false })]);
       const handle = await app.get(LockService).acquire('byo');
-      assert.deepEqual(await keysUnder(client, options.namespace), [handle.key]);
+      // Written through the user's client: our member record (membership is on by default) and the lock.
+      const member = `${membersPrefix(options.namespace)}${app.get(MembershipService).selfId}`;
+      assert.deepEqual((await keysUnder(client, options.namespace)).sort(), [member, handle.key].sort());
       await app.close();
       // Still usable after the app closed: we did not close it.
       await client.put(`${options.namespace}still-open`).value('yes');

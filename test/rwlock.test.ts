@@ -12,7 +12,7 @@ import {
   currentLock,
   type LockHandle,
 } from '../lib/index.js';
-import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysExceptMembers, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 import { spawnWorker } from './support/workers.js';
 
 /** Shared by every instance of Documents (two apps in this process): who is inside right now. */
@@ -126,7 +126,7 @@ describe('read/write lock (real etcd)', () => {
       assert.equal(await settlesWithin(writer2, 200), false, 'the second writer waits for the reader');
       await r.release();
       await (await writer2).release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -203,7 +203,7 @@ describe('read/write lock (real etcd)', () => {
       const tokens = ['R1', 'W2', 'R3', 'R4', 'W5', 'R6'].map((l) => handles.get(l)!.fencingToken);
       for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, 'tokens follow arrival order');
       await handles.get('R6')!.release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -276,7 +276,7 @@ describe('read/write lock (real etcd)', () => {
       assert.equal(await b!.locks.withReadLock('t', async () => 'ran', { onLocked: 'skip' }), undefined);
       await assert.rejects(b!.locks.withWriteLock('t', async () => 'ran', { onLocked: 'fail' }), { code: 'LOCK_HELD' });
       await w.release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -314,7 +314,7 @@ describe('read/write lock (real etcd)', () => {
       elapsed = Date.now() - killedAt;
       assert.ok(elapsed <= (ttl + 2) * 1000, `writer took ${elapsed} ms`);
       await w.release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
       await Promise.all([writerProc!.kill('SIGKILL'), readerProc!.kill('SIGKILL')]);
@@ -340,7 +340,7 @@ describe('read/write lock (real etcd)', () => {
       await assert.rejects(d1!.upgrade(), (err: unknown) => err instanceof InvalidUsageError && /would wait for itself/.test(err.message));
       const nested = await d2!.nested();
       assert.equal(new Set(nested).size, 1, `write -> read -> write share one hold: ${nested.join(', ')}`);
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -373,7 +373,7 @@ describe('read/write lock (real etcd)', () => {
         await assert.rejects(locks.tryWriteLock(bad), InvalidNameError);
       }
       await assert.rejects(locks.readLock('ok', { timeout: Number.NaN }), { code: 'INVALID_USAGE' });
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }

@@ -14,7 +14,7 @@ import {
   type LockHandle,
 } from '../lib/index.js';
 import { EtcdWatches } from '../lib/etcd/watch.js';
-import { closeApps, createApp, delay, eventually, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
+import { closeApps, createApp, delay, eventually, keysExceptMembers, keysUnder, rawClient, uniqueNamespace } from './support/apps.js';
 import { spawnWorker } from './support/workers.js';
 
 /** Shared by every instance of Jobs (two apps in this process). */
@@ -145,7 +145,7 @@ describe('semaphore (real etcd)', () => {
         assert.equal((await keysUnder(client, `${ns}sem/`)).length, 2);
       }
       await handles.get('w5')!.release();
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -191,7 +191,7 @@ describe('semaphore (real etcd)', () => {
       assert.deepEqual(await keysUnder(client, `${ns}one/`), [last.key]);
       await last.release();
       assert.equal(await sem.withPermit(async (permit) => permit.mode), 'permit');
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -219,7 +219,7 @@ describe('semaphore (real etcd)', () => {
       assert.ok(handle.fencingToken > BigInt(String(held.token)));
       assert.ok(!(await keysUnder(client, `${ns}c/`)).includes(String(held.key)), 'the crashed holder key expired');
       await Promise.all([mine.release(), handle.release()]);
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
       await worker.kill('SIGKILL');
@@ -249,7 +249,7 @@ describe('semaphore (real etcd)', () => {
       assert.equal(await j1!.ifFree(), 'ran');
       const [outer, inner] = await j2!.outer();
       assert.equal(inner, outer, 'a nested call re-enters the permit instead of deadlocking');
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }
@@ -278,7 +278,7 @@ describe('semaphore (real etcd)', () => {
       // A herd (every waiter watching the prefix) would wake n + (n-1) + ... = 21 times.
       assert.ok(semaphoreDebug.wakeups <= 2 * n, `${semaphoreDebug.wakeups} wake-ups for ${n} hand-overs`);
       assert.ok(semaphoreDebug.wakeups >= n, `${semaphoreDebug.wakeups} wake-ups for ${n} hand-overs`);
-      assert.deepEqual(await keysUnder(client, ns), []);
+      assert.deepEqual(await keysExceptMembers(client, ns), []);
     } finally {
       client.close();
     }

@@ -9,7 +9,7 @@ import { Interval, ScheduleModule } from '@nestjs/schedule';
 import { Test, type TestingModule } from '@nestjs/testing';
 import {
   CoordinationModule, ElectionService, InvalidOptionsError, LeaderOnly, LockAbortedError, LockService, LockTimeoutError,
-  NameInUseError, SessionService, ShutdownError, WithLock, currentLeadership, currentLock, type LeaderState, type SessionState,
+  MembershipService, NameInUseError, SessionService, ShutdownError, WithLock, currentLeadership, currentLock, type LeaderState, type MemberInfo, type SessionState,
 } from '../lib/index.js';
 import { CoordinationTestingModule, FakeCluster, FakeCoordination, startEtcd, type CoordinationTestingOptions } from '../lib/testing/index.js';
 import { findEtcdBinary } from '../lib/testing/start-etcd.js';
@@ -259,7 +259,37 @@ describe('testing kit: several applications on one FakeCluster', () => {
     await close(b);
     await eventually(() => a.get(ElectionService).isLeader(), 1_000, 'a takes over');
     await held.release();
-    assert.deepEqual(cluster.keys().map((k) => k.replace(/[0-9a-f]+$/, '*')), ['leader/*'], 'only a\'s candidate key is left');
+    // b's member record went at its close; a's stays while a runs.
+    assert.deepEqual(cluster.keys().map((k) => k.replace(/[0-9a-f]+$/, '*')).sort(), ['_coordination:members/*', 'leader/*'], 'only a\'s member record and candidate key are left');
+  });
+
+  it('MembershipService: each instance registers (membership: false opts out), members$ follows, a new session re-registers, close withdraws', async () => {
+    const cluster = new FakeCluster();
+    const a = await app({ cluster, identity: 'a', memberValue: { zone: 'eu-1' } });
+    const b = await app({ cluster, identity: 'b' });
+    const c = await app({ cluster, identity: 'c', membership: false });
+    const members = a.get(MembershipService);
+    const who = (list: MemberInfo[]) => list.map((m) => `${m.identity}:${JSON.stringify(m.value)}`);
+    assert.deepEqual(who(await c.get(MembershipService).members()), ['a:{"zone":"eu-1"}', 'b:null'], 'oldest first; c opted out');
+    assert.equal(members.selfId, a.get(SessionService).state.leaseHex);
+    assert.equal(c.get(MembershipService).selfId, undefined);
+    const seen: string[][] = [];
+    const subscription = members.members$.subscribe((list) => seen.push(who(list)));
+    try {
+      await b.get(MembershipService).setValue({ load: 1 });
+      await eventually(() => seen.at(-1)?.[1] === 'b:{"load":1}', 1_000, 'members$ sees the new value');
+      const before = b.get(MembershipService).selfId;
+      await b.get(FakeCoordination).expireSession();
+      await eventually(() => b.get(MembershipService).selfId !== undefined && b.get(MembershipService).selfId !== before, 1_000, 'b registered on a new session');
+      await eventually(() => seen.at(-1)?.join() === 'a:{"zone":"eu-1"},b:{"load":1}', 1_000, 'b listed again, with its value');
+      await close(b);
+      await eventually(() => seen.at(-1)?.join() === 'a:{"zone":"eu-1"}', 1_000, 'b withdrew at close');
+    } finally {
+      subscription.unsubscribe();
+    }
+    await close(a);
+    await close(c);
+    assert.deepEqual(cluster.keys(), [], 'nothing left once all have closed');
   });
 });
 
@@ -269,6 +299,8 @@ describe('testing kit: options', () => {
     assert.throws(() => CoordinationTestingModule.forRoot({ identity: '' }), InvalidOptionsError);
     assert.throws(() => CoordinationTestingModule.forRoot({ election: 'a/b' }), InvalidOptionsError);
     assert.throws(() => CoordinationTestingModule.forRoot({ leader: 'yes' as never }), InvalidOptionsError);
+    assert.throws(() => CoordinationTestingModule.forRoot({ membership: 'no' as never }), InvalidOptionsError);
+    assert.throws(() => CoordinationTestingModule.forRoot({ memberValue: 10n }), InvalidOptionsError);
   });
 });
 

@@ -48,7 +48,7 @@ const leaseHexOf = (kv: IKeyValue) => BigInt(kv.lease).toString(16);
  * one transaction, guarded by our leadership and by each key's create
  * revision; a candidate of this library notices (its own-key watch, or its
  * re-check) and queues again at the back. Only candidates known to be of this
- * library (a live member record on their lease: the `membership` option) are moved: a Go or
+ * library (a live member record on their lease: on unless `membership: false`) are moved: a Go or
  * `etcdctl elect` candidate whose key vanished would wait on and later
  * believe it leads without a key, so a hand-over past one is refused with
  * HandoverError, before anything is changed. Never two leaders: the queue

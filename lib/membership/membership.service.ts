@@ -9,18 +9,24 @@ import { SessionService } from '../session/session.service.js';
 import type { EtcdSession } from '../session/etcd-session.js';
 import { serializeMemberValue } from './member-value.js';
 import { backoffDelay, sleep } from '../util/abort.js';
+import { EtcdAuthenticationError, EtcdPermissionError } from '../errors/coordination.errors.js';
+import { ShardMessages } from '../coordination.messages.js';
+import { INSTRUMENTATION } from '../observability/instrumentation.token.js';
+import type { Instrumentation } from '../observability/instrumentation.js';
 import { MemberList, type MemberInfo, type MemberRecord } from './member-list.js';
 
 export type { MemberInfo };
 
 /**
- * Live membership: an application registers itself (at bootstrap with the
- * `membership` or `memberValue` option, or when it opens a shard group) under
+ * Live membership: every application registers itself at bootstrap (unless
+ * the `membership: false` option opts out; it then joins when it opens a
+ * shard group or calls {@link join}) under
  * `<namespace>_coordination:members/<lease hex>` on its session lease (JSON
- * `{ identity, value, joinedAt }`), and again on every new session, so a
- * member disappears when its lease ends (shutdown revokes it; a crash lets it
- * expire after the TTL). {@link members$} follows the list with one prefix
- * watch per application.
+ * `{ identity, value, joinedAt }`), and again on every new session: one put
+ * per session. A member disappears when its lease ends (shutdown deletes the
+ * record, then revokes the lease; a crash lets it expire after the TTL).
+ * {@link members$} follows the list with one prefix watch per application,
+ * opened on first use only.
  */
 @Injectable()
 export class MembershipService implements OnModuleInit, OnModuleDestroy {
@@ -35,12 +41,15 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
   private leaving?: Promise<void>;
   private joined?: Promise<void>;
   private readonly selfSubject = new BehaviorSubject<string | undefined>(undefined);
+  /** Called when etcd refuses a registration for good (auth, permission): bootstrap stops waiting. */
+  private refused?: () => void;
 
   constructor(
     private readonly sessions: SessionService,
     private readonly ops: EtcdOps,
     watches: EtcdWatches,
     @Inject(RESOLVED_COORDINATION_OPTIONS) private readonly options: ResolvedCoordinationOptions,
+    @Inject(INSTRUMENTATION) private readonly instrumentation: Instrumentation,
   ) {
     this.prefix = namePrefix(options.namespace, internalName('members'));
     this.value = options.memberValue ?? null;
@@ -110,7 +119,12 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
         first();
       } catch (err) {
         if (stop.aborted) break;
-        await sleep(backoffDelay(failures++, 100, 2_000), stop).catch(() => undefined);
+        const delay = backoffDelay(failures++, 250, 10_000);
+        // A role that may not write the member key: retrying will not fix it, bootstrap goes on.
+        const refused = err instanceof EtcdPermissionError || err instanceof EtcdAuthenticationError;
+        this.instrumentation.logger.warn(ShardMessages.log.registerFailed(err instanceof Error ? err.message : String(err), delay, refused));
+        if (refused) this.refused?.();
+        await sleep(delay, stop).catch(() => undefined);
         continue;
       }
       await new Promise<void>((resolve) => {
@@ -133,8 +147,8 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Registers this application in the member list (idempotent) and resolves
-   * once it is listed. Done at bootstrap with the `membership` or
-   * `memberValue` option, and by `ShardService.group()`.
+   * once it is listed. Done at bootstrap unless `membership: false`, and by
+   * `ShardService.group()`; call it after opting out to join later.
    */
   join(): Promise<void> {
     if (this.stopped.signal.aborted || this.sessions.shutdownSignal.aborted) return Promise.resolve();
@@ -148,9 +162,24 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy {
     return this.joined;
   }
 
+  /**
+   * With the `membership` option (the default), waits for the first
+   * registration, so that `members()` includes this application once it is
+   * up; as the default election does, for at most `connectTimeout` (an outage
+   * right after the session was made), and not at all once etcd refused the
+   * put for good (a role without write access to the namespace; logged).
+   * Registration carries on in the background either way.
+   */
   async onModuleInit(): Promise<void> {
-    // Bootstrap waits for the first registration, so members() includes us once the app is up.
-    if (this.options.membership) await this.join();
+    if (!this.options.membership) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.connectTimeout);
+      this.refused = resolve;
+      void this.join().then(resolve);
+    });
+    clearTimeout(timer);
+    this.refused = undefined;
   }
 
   /**

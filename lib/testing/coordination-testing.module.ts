@@ -6,6 +6,7 @@ import type { EtcdWatches } from '../etcd/watch.js';
 import { SessionService } from '../session/session.service.js';
 import { LockService } from '../lock/lock.service.js';
 import { ElectionService } from '../election/election.service.js';
+import { MembershipService } from '../membership/membership.service.js';
 import { FakeStore } from './fake-store.js';
 import { FakeCluster } from './fake-cluster.js';
 import { FakeOps, FakeWatches } from './fake-etcd.js';
@@ -21,11 +22,12 @@ import { resolveTestingOptions, TESTING_OPTIONS, type CoordinationTestingOptions
 /**
  * An in-memory stand-in for `CoordinationModule` in one process, for unit
  * and integration tests without etcd. It provides the same tokens
- * (`LockService`, `ElectionService`, `SessionService`) and binds
- * `@WithLock`/`@LeaderOnly` providers as the real module does.
+ * (`LockService`, `ElectionService`, `SessionService`, `MembershipService`)
+ * and binds `@WithLock`/`@LeaderOnly` providers as the real module does.
  *
- * `LockService` and `ElectionService` are the library's own classes (same
- * API, validation, errors, re-entry, `leader$` state machine); only the etcd
+ * `LockService`, `ElectionService` and `MembershipService` are the library's
+ * own classes (same API, validation, errors, re-entry, `leader$` state
+ * machine, member records on the session lease); only the etcd
  * layer underneath is replaced: keys live in a per-module store with one
  * revision counter (fencing tokens strictly grow), and turns are decided by
  * the library's own turn policies. Drive it with {@link FakeCoordination}.
@@ -80,13 +82,20 @@ export class CoordinationTestingModule {
             new ElectionService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, engine, o.coordination, drain),
           inject: [SessionService, FakeOps, FakeWatches, QueueEngine, TESTING_OPTIONS, ShutdownDrain],
         },
+        {
+          // The library's own membership: records on the fake session's lease, members$ over the store.
+          provide: MembershipService,
+          useFactory: (sessions: SessionService, ops: FakeOps, watches: FakeWatches, o: ResolvedTestingOptions, instrumentation: Instrumentation) =>
+            new MembershipService(sessions, ops as unknown as EtcdOps, watches as unknown as EtcdWatches, o.coordination, instrumentation),
+          inject: [SessionService, FakeOps, FakeWatches, TESTING_OPTIONS, INSTRUMENTATION],
+        },
         // Lock and leadership events as with etcd (no metrics, no session events: the fake session is not etcd's).
         { provide: INSTRUMENTATION, useFactory: (o: ResolvedTestingOptions) => Instrumentation.plain(o.coordination.identity, o.coordination.namespace), inject: [TESTING_OPTIONS] },
         CoordinationEvents,
         FakeCoordination,
         CoordinationExplorer,
       ],
-      exports: [SessionService, LockService, ElectionService, FakeCoordination, FakeCluster, CoordinationEvents],
+      exports: [SessionService, LockService, ElectionService, MembershipService, FakeCoordination, FakeCluster, CoordinationEvents],
     };
   }
 }

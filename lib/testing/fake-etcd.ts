@@ -56,9 +56,11 @@ export class FakeOps implements OpsSurface {
   }
 
   /**
-   * The shapes the library sends: one range on the success path (observe()), one
-   * unconditional delete (removing a key whose claim answer was lost), and a put or
-   * delete guarded by "our key has this create revision" (guardedPut/guardedDelete).
+   * The shapes the library sends: one range on the success path (observe(), the
+   * member list), one unconditional delete (removing a key whose claim answer was
+   * lost, withdrawing a member record), one unconditional put on a lease (a member
+   * record), and a put or delete guarded by "our key has this create revision"
+   * (guardedPut/guardedDelete).
    */
   async txn(request: ITxnRequest, what: string): Promise<ITxnResponse> {
     this.check();
@@ -96,8 +98,11 @@ export class FakeOps implements OpsSurface {
     const put = op.request_put ? { key: toBuffer(op.request_put.key), value: toBuffer(op.request_put.value ?? Buffer.alloc(0)) } : undefined;
     const del = op.request_delete_range ? toBuffer(op.request_delete_range.key) : undefined;
     let succeeded: boolean;
-    if (compare === undefined) {
-      if (put || !del) throw new InvalidUsageError(TestingMessages.unsupportedRequest(what));
+    if (compare === undefined && put) {
+      this.store.put(put.key, put.value, BigInt(op.request_put!.lease ?? 0));
+      succeeded = true;
+    } else if (compare === undefined) {
+      if (!del) throw new InvalidUsageError(TestingMessages.unsupportedRequest(what));
       this.store.deleteIfRevision(del, undefined);
       succeeded = true;
     } else {

@@ -77,6 +77,18 @@ export class FakeStore {
     return { createRevision: revision, created: true };
   }
 
+  /** Puts `value` into `key` on `leaseId`, creating or replacing it (an unconditional put, e.g. a member record). */
+  put(key: Buffer, value: Buffer, leaseId: bigint): void {
+    const entry = this.entries.get(key.toString('hex'));
+    if (!entry) {
+      this.claim(key, value, leaseId);
+      return;
+    }
+    const previous = toKeyValue(entry);
+    Object.assign(entry, { value, leaseId, modRevision: ++this.rev, version: entry.version + 1n });
+    this.log({ type: 'put', kv: toKeyValue(entry), previous, revision: this.rev });
+  }
+
   /** Puts `value` into `key` if it still has create revision `createRevision`. */
   putIfRevision(key: Buffer, createRevision: bigint, value: Buffer): boolean {
     const entry = this.entries.get(key.toString('hex'));

@@ -25,6 +25,10 @@ export interface CoordinationTestingOptions {
   cluster?: FakeCluster;
   /** The graceful drain on `app.close()`, in ms, as in `CoordinationModule` (default 10000; 0 aborts running runs at once). */
   shutdownTimeout?: number;
+  /** Register in the member list at startup, as in `CoordinationModule` (default true; `false` opts out). */
+  membership?: boolean;
+  /** This instance's member value, as in `CoordinationModule` (default `null`). */
+  memberValue?: unknown;
 }
 
 /** The validated options (internal). */
@@ -38,7 +42,7 @@ export interface ResolvedTestingOptions {
 /** Injection token of the resolved testing options (internal). */
 export const TESTING_OPTIONS = Symbol.for('nest-etcd-coordination:testing-options');
 
-const KNOWN = ['leader', 'election', 'identity', 'otherIdentity', 'namespace', 'isGlobal', 'cluster', 'shutdownTimeout'] as const;
+const KNOWN = ['leader', 'election', 'identity', 'otherIdentity', 'namespace', 'isGlobal', 'cluster', 'shutdownTimeout', 'membership', 'memberValue'] as const;
 
 /** Validates the options with the library's own rules (identity, namespace, election name). */
 export function resolveTestingOptions(input: CoordinationTestingOptions = {}): ResolvedTestingOptions {
@@ -49,8 +53,8 @@ export function resolveTestingOptions(input: CoordinationTestingOptions = {}): R
   if (input.leader !== undefined && typeof input.leader !== 'boolean') {
     throw new InvalidOptionsError('leader', TestingMessages.invalidOption('leader', 'must be a boolean'));
   }
-  const { identity = 'test', otherIdentity = 'other-instance', namespace, election, isGlobal, shutdownTimeout } = input;
-  const coordination = resolveCoordinationOptions({ identity, namespace, election, isGlobal, shutdownTimeout }, {});
+  const { identity = 'test', otherIdentity = 'other-instance', namespace, election, isGlobal, shutdownTimeout, membership, memberValue } = input;
+  const coordination = resolveCoordinationOptions({ identity, namespace, election, isGlobal, shutdownTimeout, membership, memberValue }, {});
   resolveCoordinationOptions({ identity: otherIdentity }, {});
   if (otherIdentity === coordination.identity) {
     throw new InvalidOptionsError('otherIdentity', TestingMessages.invalidOption('otherIdentity', 'must differ from identity'));

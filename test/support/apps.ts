@@ -72,3 +72,18 @@ let namespaceCounter = 0;
 export function uniqueNamespace(label: string): string {
   return `t${process.pid}-${++namespaceCounter}-${label}/`;
 }
+
+/** Where the member records of a namespace live: `<namespace>_coordination:members/<lease hex>`. */
+export function membersPrefix(namespace: string): string {
+  return `${namespace}_coordination:members/`;
+}
+
+/**
+ * Every key under `namespace` except the member records (one per running application: membership
+ * is on by default). For "no lock key left" checks while the applications still run; once they
+ * have closed use {@link keysUnder}: nothing at all may remain, member records included.
+ */
+export async function keysExceptMembers(client: Etcd3, namespace: string): Promise<string[]> {
+  const members = membersPrefix(namespace);
+  return (await keysUnder(client, namespace)).filter((key) => !key.startsWith(members));
+}

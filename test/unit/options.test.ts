@@ -177,12 +177,15 @@ describe('resolveCoordinationOptions: other validations', () => {
 
 describe('membership options (memberValue, membership)', () => {
   const resolveMembership = (options: Record<string, unknown>) => resolveCoordinationOptions(options as CoordinationModuleOptions, {});
-  it('defaults: no member value, no membership at bootstrap; a value turns membership on', () => {
+  it('defaults: no member value, membership on; membership: false opts out, with or without a value', () => {
     assert.equal(resolveMembership({}).memberValue, null);
-    assert.equal(resolveMembership({}).membership, false);
+    assert.equal(resolveMembership({}).membership, true);
+    assert.equal(resolveMembership({ membership: true }).membership, true);
+    assert.equal(resolveMembership({ membership: false }).membership, false);
     assert.deepEqual(resolveMembership({ memberValue: { zone: 'eu' } }).memberValue, { zone: 'eu' });
     assert.equal(resolveMembership({ memberValue: { zone: 'eu' } }).membership, true);
     assert.equal(resolveMembership({ memberValue: 1, membership: false }).membership, false);
+    assert.equal(resolveMembership({ memberValue: 1, membership: false }).memberValue, 1, 'kept for a later join()');
   });
 
   it('refuses a value JSON cannot carry, one over 64 KiB, and a non-boolean membership, naming the option', () => {
@@ -194,6 +197,7 @@ describe('membership options (memberValue, membership)', () => {
       [{ memberValue: () => 1 }, 'memberValue', /JSON-serialisable/],
       [{ memberValue: 'x'.repeat(70_000) }, 'memberValue', /at most 65536/],
       [{ membership: 'yes' }, 'membership', /must be a boolean/],
+      [{ membership: null }, 'membership', /must be a boolean, got null/],
     ] as const) {
       assert.throws(() => resolveMembership(options), (err: unknown) => err instanceof InvalidOptionsError && err.option === option && pattern.test(err.message));
     }
