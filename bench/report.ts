@@ -209,10 +209,14 @@ export function renderMarkdown(r: BenchResults): string {
       row(['graceful (app.close -> resign)', f.graceful.newLeaderActing.n, fmt(f.graceful.newLeaderActing.p50), fmt(f.graceful.newLeaderActing.max), fmt(f.graceful.handoverSeenInEtcd.p50), `${fmt(f.graceful.boundMs)} (raw chain p50)`]),
       row(['raw etcd3 chain: delete -> watch -> read', f.graceful.rawChain.n, fmt(f.graceful.rawChain.p50), fmt(f.graceful.rawChain.max), '', `hot-loop sum ${fmt(f.graceful.hotLoopSumMs)}`]),
       row(['crash (SIGKILL -> lease expiry)', f.crash.newLeaderActing.n, fmt(f.crash.newLeaderActing.p50), fmt(f.crash.newLeaderActing.max), fmt(f.crash.handoverSeenInEtcd.p50), `${fmt(f.crash.targetMs, 0)} (TTL + 1 s)`]),
-      '', 'Per trial, ms from close()/SIGKILL: resign sent / resign answered / old key DELETE seen outside / new leader\'s check sent / answered / new leader acting:', '',
-      row(['Trial', 'resign sent', 'resign done', 'DELETE seen (outside)', 'check sent', 'check done', 'acting', 'etcd requests', 'watch events']),
-      row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
-      ...f.trials.map((t) => row([`${t.kind} ${t.from}->${t.to}`, fmt(t.steps?.resignSent), fmt(t.steps?.resignDone), fmt(t.handoverSeenInEtcdMs), fmt(t.steps?.checkSent), fmt(t.steps?.checkDone), fmt(t.newLeaderActingMs), String(t.etcdRequests ?? 'n/a'), String(t.watchEventsSent ?? 'n/a')])),
+      ...(f.graceful.deleteToActing
+        ? ['', `From the new leader's side (graceful, p50): its DELETE event arrived **${fmt(f.graceful.resignToDeleteAtNewLeader.p50)} ms** after the resign request was sent ` +
+            `(max ${fmt(f.graceful.resignToDeleteAtNewLeader.max)}), and its leader$ said isLeader **${fmt(f.graceful.deleteToActing.p50)} ms** after that event (max ${fmt(f.graceful.deleteToActing.max)}).`]
+        : []),
+      '', 'Per trial, ms from close()/SIGKILL: resign sent / resign answered / old key DELETE seen outside / DELETE at the new leader / new leader\'s check sent / answered / new leader acting:', '',
+      row(['Trial', 'resign sent', 'resign done', 'DELETE seen (outside)', 'DELETE at new leader', 'check sent', 'check done', 'acting', 'etcd requests', 'watch events']),
+      row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
+      ...f.trials.map((t) => row([`${t.kind} ${t.from}->${t.to}`, fmt(t.steps?.resignSent), fmt(t.steps?.resignDone), fmt(t.handoverSeenInEtcdMs), fmt(t.steps?.deleteAtNewLeader), fmt(t.steps?.checkSent), fmt(t.steps?.checkDone), fmt(t.newLeaderActingMs), String(t.etcdRequests ?? 'n/a'), String(t.watchEventsSent ?? 'n/a')])),
       '', `Method: ${f.method}`, '');
   }
   if (s.leaderOnly) {

@@ -10,6 +10,7 @@ import { Injectable } from '@nestjs/common';
 import { Etcd3, type Lock } from 'etcd3';
 import { ElectionService, LeaderOnly, LockService, type LockHandle } from '../lib/index.js';
 import { EtcdOps } from '../lib/etcd/etcd-ops.js';
+import { EtcdWatches } from '../lib/etcd/watch.js';
 import { emit, onMessage, type JsonMessage } from '../test/harness/child.js';
 import { createBenchApp, memorySnapshot, nowNs, sleep } from './common.js';
 import { median, round } from './stats.js';
@@ -50,6 +51,17 @@ function markElectionSteps(): void {
   // In an elect worker the only guarded deletes are the resign and the only checks the campaign's.
   wrap('deleteIfRevision', 2, '', 'resign');
   wrap('checkOlder', 4, '', 'check');
+  // The new leader's side: when each DELETE reaches this process (its first one after a leader
+  // leaves is the one that hands it the turn, or wakes its observer).
+  type Follow = (target: unknown, signal: unknown, listener: (event: { type: string }) => unknown) => Promise<unknown>;
+  const watches = EtcdWatches.prototype as unknown as { follow: Follow };
+  const follow = watches.follow;
+  watches.follow = function marked(this: unknown, target: unknown, signal: unknown, listener: (event: { type: string }) => unknown) {
+    return follow.call(this, target, signal, (event: { type: string }) => {
+      if (event.type === 'delete') emit({ type: 'mark', what: 'delete-event', t: nowNs().toString() });
+      return listener(event);
+    });
+  };
 }
 
 async function elect(identity: string, namespace: string, ttl: number): Promise<void> {

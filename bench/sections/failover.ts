@@ -25,6 +25,8 @@ export interface FailoverTrial {
     /** The new leader's last campaign check (after the DELETE event woke it): start and end. */
     checkSent?: number;
     checkDone?: number;
+    /** The first DELETE event the new leader's process received after close()/SIGKILL. */
+    deleteAtNewLeader?: number;
   };
   /** etcd traffic from just before close()/SIGKILL until the new leader acts and the old process is gone (all processes). */
   etcdRequests: number;
@@ -46,6 +48,10 @@ export interface FailoverResult {
     /** write RTT + read RTT + write-to-watch-event, p50s of section 1's hot loops (an idle machine, warm connections). */
     hotLoopSumMs: number;
     p50OverHotLoopSum: number;
+    /** The new leader's side: from the resign request to its DELETE reaching the new leader's process. */
+    resignToDeleteAtNewLeader: Summary;
+    /** The new leader's side: from that DELETE event to its leader$ saying isLeader. */
+    deleteToActing: Summary;
   };
   crash: { newLeaderActing: Summary; handoverSeenInEtcd: Summary; targetMs: number };
   /**
@@ -264,13 +270,14 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
       const stamp = (v: unknown) => (v === undefined ? undefined : round(msBetween(t0, BigInt(String(v))), 3));
       const resign = old.messages.find((m) => m.type === 'mark' && m.what === 'resign' && BigInt(String(m.start)) >= t0);
       const check = next.messages.filter((m) => m.type === 'mark' && m.what === 'check' && BigInt(String(m.start)) >= t0 && BigInt(String(m.end)) <= acting).at(-1);
+      const woke = next.messages.find((m) => m.type === 'mark' && m.what === 'delete-event' && BigInt(String(m.t)) >= t0 && BigInt(String(m.t)) <= acting);
       trials.push({
         kind,
         from: leader.value,
         to: next.name,
         handoverSeenInEtcdMs: round(msBetween(t0, seen), 3),
         newLeaderActingMs: round(msBetween(t0, acting), 3),
-        steps: { resignSent: stamp(resign?.start), resignDone: stamp(resign?.end), checkSent: stamp(check?.start), checkDone: stamp(check?.end) },
+        steps: { resignSent: stamp(resign?.start), resignDone: stamp(resign?.end), checkSent: stamp(check?.start), checkDone: stamp(check?.end), deleteAtNewLeader: stamp(woke?.t) },
         etcdRequests: traffic.unaryTotal,
         watchEventsSent: traffic.watchEventsSent,
       });
@@ -322,6 +329,10 @@ export async function failover(ctx: BenchContext, refs: References | undefined):
         p50OverBound: ratio(gracefulActing.p50, raw.p50),
         hotLoopSumMs: hotLoopSum,
         p50OverHotLoopSum: ratio(gracefulActing.p50, hotLoopSum),
+        resignToDeleteAtNewLeader: summarize(
+          graceful.filter((t) => t.steps.deleteAtNewLeader !== undefined && t.steps.resignSent !== undefined).map((t) => t.steps.deleteAtNewLeader! - t.steps.resignSent!),
+        ),
+        deleteToActing: summarize(graceful.filter((t) => t.steps.deleteAtNewLeader !== undefined).map((t) => t.newLeaderActingMs - t.steps.deleteAtNewLeader!)),
       },
       crash: {
         newLeaderActing: pick('crash', (t) => t.newLeaderActingMs),

@@ -166,6 +166,12 @@ export class Campaigns {
   }
 
   /** Shutdown: withdraw every campaign and resign every leadership (one round trip hands each over). */
+  /** Resigns every leadership now (shutdown; idempotent): resolves when the deletions are done. */
+  async resignAll(): Promise<void> {
+    const reason = new ShutdownError(Messages.shuttingDown());
+    await Promise.allSettled([...this.leaders.values()].map((leadership) => leadership.revoke(reason)));
+  }
+
   async shutdown(): Promise<void> {
     const reason = new ShutdownError(Messages.shuttingDown());
     for (const campaign of this.running.values()) campaign.controller.abort(reason);

@@ -105,6 +105,9 @@ export class ShardService implements OnModuleDestroy, ShardServiceHandle {
    */
   leaveForShutdown(): Promise<void> {
     this.leaving ??= (async () => {
+      // No group: nothing to hand over, and MembershipService withdraws by itself without holding up
+      // the other shutdown hooks (a resigning leader's delete would wait behind ours).
+      if (this.groups.size === 0) return;
       await this.membership.leave().catch(() => undefined);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
