@@ -40,6 +40,9 @@ export interface ReadWriteLock {
  * concerns it. Every kind has the same verbs ({@link Lockable}); the 0.1
  * methods (`acquire`, `withLock`, `readLock`, ...) remain as shortcuts.
  */
+/** How many mutex objects {@link LockService.mutex} keeps for reuse. */
+const MUTEX_CACHE_SIZE = 1_024;
+
 @Injectable()
 export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
   private readonly context: LockSpecContext;
@@ -67,9 +70,19 @@ export class LockService implements OnModuleDestroy, BeforeApplicationShutdown {
     return new GatedLockable(new QueueLockable<LockHandle>(this.engine, this.ops, () => made, name, kind, held), this.drain);
   }
 
+  /** Mutexes by name for the shortcuts (`acquire(name)`, ...): stateless, so shared; bounded by clearing. */
+  private readonly mutexes = new Map<string, Lockable<LockHandle>>();
+
   /** The mutex `name`. Cheap to call: the object holds no state. */
   mutex(name: string): Lockable<LockHandle> {
-    return this.lockable(() => mutexSpec(this.context, name), name, 'lock', () => Messages.lockHeld(name));
+    let mutex = this.mutexes.get(name);
+    if (!mutex) {
+      mutex = this.lockable(() => mutexSpec(this.context, name), name, 'lock', () => Messages.lockHeld(name));
+      // Many one-off names must not grow the map without bound: start over (each entry is cheap to rebuild).
+      if (this.mutexes.size >= MUTEX_CACHE_SIZE) this.mutexes.clear();
+      this.mutexes.set(name, mutex);
+    }
+    return mutex;
   }
 
   /** Both sides of the read/write lock `name`. Cheap to call. */

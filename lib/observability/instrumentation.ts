@@ -128,7 +128,7 @@ export class Instrumentation {
       this.emit({ type: 'leadership.gained', election: spec.name, fencingToken: hold.fencingToken });
       this.metrics?.leadershipChanges.add(1, this.attrs({ 'coordination.change': 'gained' }, spec.name, 'coordination.election'));
     } else {
-      this.emit({ type: 'lock.acquired', kind, name: spec.name, waitMs, fencingToken: hold.fencingToken });
+      if (this.subject.observed) this.emit({ type: 'lock.acquired', kind, name: spec.name, waitMs, fencingToken: hold.fencingToken });
       this.recordAcquire(kind, 'acquired', spec.name, waitMs);
     }
     // Ended before the caller got it (lost at once): report the end too.
@@ -176,7 +176,7 @@ export class Instrumentation {
         this.emit({ type: 'lock.lost', kind, name: spec.name, holdMs: heldMs, reason: message });
         this.metrics?.holdsLost.add(1, attributes);
       } else {
-        this.emit({ type: 'lock.released', kind, name: spec.name, holdMs: heldMs, reason: reason instanceof ShutdownError ? 'shutdown' : 'released' });
+        if (this.subject.observed) this.emit({ type: 'lock.released', kind, name: spec.name, holdMs: heldMs, reason: reason instanceof ShutdownError ? 'shutdown' : 'released' });
       }
     });
   }
