@@ -122,7 +122,10 @@ export class MembershipService implements OnModuleInit, OnModuleDestroy, BeforeA
         const delay = backoffDelay(failures++, 250, 10_000);
         // A role that may not write the member key: retrying will not fix it, bootstrap goes on.
         const refused = err instanceof EtcdPermissionError || err instanceof EtcdAuthenticationError;
-        this.instrumentation.logger.warn(ShardMessages.log.registerFailed(err instanceof Error ? err.message : String(err), delay, refused));
+        const message = ShardMessages.log.registerFailed(err instanceof Error ? err.message : String(err), delay, refused);
+        // The same failure again and again (a role that may never write it) is said once, then at debug.
+        if (failures === 1) this.instrumentation.logger.warn(message);
+        else this.instrumentation.logger.debug(message);
         if (refused) this.refused?.();
         await sleep(delay, stop).catch(() => undefined);
         continue;
