@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
 import { DEFAULT_ELECTION, DEFAULT_HOST } from '../coordination.constants.js';
 import { resolveCoordinationOptions, type ResolvedCoordinationOptions } from '../coordination.options.js';
-import { InvalidUsageError } from '../errors/coordination.errors.js';
+import { InvalidOptionsError, InvalidUsageError } from '../errors/coordination.errors.js';
 import { CliMessages } from './cli.messages.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -89,8 +89,8 @@ const nonEmpty = (value: string | undefined): string | undefined => (value === u
  * The connection as the module would make it: endpoints, namespace, auth and
  * TLS from the flags, else from ETCD_ENDPOINTS / ETCDCTL_ENDPOINTS /
  * ETCD_HOSTS, ETCD_NAMESPACE, ETCD_USERNAME, ETCD_PASSWORD, ETCD_CACERT,
- * ETCD_CERT, ETCD_KEY. Throws InvalidUsageError or InvalidOptionsError
- * (whose messages never contain the password).
+ * ETCD_CERT, ETCD_KEY. Throws InvalidUsageError naming the flag or variable
+ * (its message never contains the password).
  */
 export function connectionOptions(values: ConnectionValues, env: NodeJS.ProcessEnv): ResolvedCoordinationOptions {
   const endpoints = nonEmpty(values.endpoints) ?? nonEmpty(env.ETCD_ENDPOINTS) ?? nonEmpty(env.ETCDCTL_ENDPOINTS) ?? nonEmpty(env.ETCD_HOSTS) ?? DEFAULT_HOST;
@@ -114,7 +114,7 @@ export function connectionOptions(values: ConnectionValues, env: NodeJS.ProcessE
   };
   const timeout = values['request-timeout'];
   const epoch = values['fencing-epoch'];
-  return resolveCoordinationOptions(
+  return asCliError(() => resolveCoordinationOptions(
     {
       hosts: endpoints.split(','),
       namespace: values.namespace ?? env.ETCD_NAMESPACE ?? '',
@@ -126,5 +126,32 @@ export function connectionOptions(values: ConnectionValues, env: NodeJS.ProcessE
       election: false,
     },
     {},
-  );
+  ));
+}
+
+/** Where each module option comes from on the command line, for messages. */
+const CLI_SOURCES: Record<string, string> = {
+  hosts: '--endpoints (or ETCD_ENDPOINTS)',
+  namespace: '--namespace (or ETCD_NAMESPACE)',
+  auth: '--user/--password (or ETCD_USERNAME/ETCD_PASSWORD)',
+  credentials: '--cacert/--cert/--key (or ETCD_CACERT/ETCD_CERT/ETCD_KEY)',
+  requestTimeout: '--request-timeout',
+  fencingEpoch: '--fencing-epoch',
+};
+
+/**
+ * The module's validation, with its messages naming the flag or variable
+ * instead of "CoordinationModule: invalid option" (an InvalidUsageError, as
+ * for the CLI's other bad input; the message still never holds a password).
+ */
+function asCliError<T>(resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (err) {
+    if (!(err instanceof InvalidOptionsError)) throw err;
+    // "hosts[0]", "auth.username", "credentials.certChain": named by the option they belong to.
+    const source = CLI_SOURCES[err.option.replace(/[[.].*$/, '')] ?? err.option;
+    const problem = err.message.replace(/^CoordinationModule: invalid option "[^"]*": /, '');
+    throw new InvalidUsageError(CliMessages.badConnectionOption(source, problem));
+  }
 }

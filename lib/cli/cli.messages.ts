@@ -83,6 +83,7 @@ ${CONNECTION_HELP}`,
   passwordWithoutUser: () => 'a password was given (--password or ETCD_PASSWORD) without a user (--user or ETCD_USERNAME)',
   userWithoutPassword: () => 'a user was given without a password: set ETCD_PASSWORD (or --password)',
   certWithoutCa: () => '--cert/--key (ETCD_CERT/ETCD_KEY) need --cacert (ETCD_CACERT): the CA that signed etcd\'s certificate',
+  badConnectionOption: (source: string, problem: string) => `invalid ${source}: ${problem}`,
   certKeyPair: () => '--cert and --key (ETCD_CERT and ETCD_KEY) must be given together',
   unreadableFile: (what: string, file: string, reason: string) => `cannot read ${what} ${JSON.stringify(file)}: ${reason}`,
   confirm: (key: string, holder: string, lease: string, revision: bigint) =>
