@@ -29,9 +29,15 @@ export class GatedLockable<H extends CoordinationHold> implements Lockable<H> {
     return `${verb} of ${this.inner.kind} "${this.inner.name}"`;
   }
 
-  async acquire(options?: AcquireOptions): Promise<H> {
-    this.drain.admit(this.what('acquire'));
-    return this.drain.stoppable(this.what('acquire'), options, (o) => this.inner.acquire(o));
+  acquire(options?: AcquireOptions): Promise<H> {
+    // Not `async` (see LockService.acquire): a refusal still rejects.
+    try {
+      const what = this.what('acquire');
+      this.drain.admit(what);
+      return this.drain.stoppable(what, options, (o) => this.inner.acquire(o));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   async tryAcquire(): Promise<H | null> {

@@ -131,12 +131,6 @@ export class ShutdownDrain {
   }
 
   /**
-   * Calls `wait` with the caller's options; for a top-level call, its wait
-   * also stops when the drain begins, rejecting with ShutdownError naming
-   * `what` (the engine removes our waiter key first). Calls from inside a
-   * run, and options the engine will refuse anyway, pass through unchanged.
-   */
-  /**
    * `fn`, refused if the drain began after `stoppable()` admitted the call but before the hold
    * was handed to `fn` (the acquire finished during the drain): such a call is a wait that was
    * in progress, not a running run. Calls let through unwrapped (inside a run) are unaffected.
@@ -149,6 +143,12 @@ export class ShutdownDrain {
     };
   }
 
+  /**
+   * Calls `wait` with the caller's options; for a top-level call, its wait
+   * also stops when the drain begins, rejecting with ShutdownError naming
+   * `what` (the engine removes our waiter key first). Calls from inside a
+   * run, and options the engine will refuse anyway, pass through unchanged.
+   */
   async stoppable<T>(what: string, options: AcquireOptions | undefined, wait: (options: AcquireOptions) => Promise<T>): Promise<T> {
     const valid = typeof options === 'object' && options !== null && (options.signal === undefined || options.signal instanceof AbortSignal);
     if (this.insideRun() || (options !== undefined && !valid)) return wait(options as AcquireOptions);

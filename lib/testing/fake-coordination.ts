@@ -148,7 +148,7 @@ export class FakeCoordination implements FakeMember, OnApplicationShutdown {
     }
     const other = () => this.store.range(this.range(name))[0];
     await this.until(
-      () => !this.elections.isLeader(name) && BigInt(other()?.lease ?? -1) !== this.ownLease() && this.defaultStateIs(name, false),
+      () => !this.elections.isLeader(name) && BigInt(other()?.lease ?? -1) !== this.ownLease() && this.defaultShowsOther(name),
       `the deposition of this instance in "${name}"`,
     );
   }
@@ -177,6 +177,13 @@ export class FakeCoordination implements FakeMember, OnApplicationShutdown {
     const state = this.elections.currentState;
     if (state.isLeader !== isLeader) return false;
     return isLeader || state.leader === null || state.leader.leaseId !== this.ownLease();
+  }
+
+  /** For the default election: `leader$`'s latest state shows another instance leading (as documented for depose). */
+  private defaultShowsOther(name: string): boolean {
+    if (name !== this.elections.defaultElection) return true;
+    const { isLeader, leader } = this.elections.currentState;
+    return !isLeader && leader !== null && leader.leaseId !== this.ownLease();
   }
 
   private async until(predicate: () => boolean, what: string): Promise<void> {
