@@ -6,6 +6,7 @@ import type { EtcdLeases, KeepAliveStream } from '../etcd/lease.js';
 import { SessionLostError, ShutdownError } from '../errors/coordination.errors.js';
 import { Messages } from '../coordination.messages.js';
 import { keepAlivePlan, type KeepAlivePlan } from './keepalive-plan.js';
+import { abortHandlers } from '../util/abort.js';
 
 /** Why a session ended. */
 export type SessionEndReason = 'deadline' | 'lease-gone' | 'history-reset' | 'closed';
@@ -58,30 +59,17 @@ export class EtcdSession {
     this.rttSamples.push(grantRoundTripMs);
     // Every waiter of the session listens to its signal: many listeners are expected.
     setMaxListeners(0, this.controller.signal);
-    this.controller.signal.addEventListener('abort', () => this.runEndHandlers(), { once: true });
   }
 
-  private readonly endHandlers = new Set<() => void>();
+  private readonly endHandlers = abortHandlers(this.controller.signal);
 
   /**
    * Calls `handler` once when the session ends (at once if it has ended);
    * returns the function that unregisters it. Holds use this rather than an
-   * abort listener each: Node's EventTarget listeners cost several
-   * microseconds per add/remove, paid on every lock cycle.
+   * abort listener each (see abortHandlers).
    */
   whenEnded(handler: () => void): () => void {
-    if (this.controller.signal.aborted) {
-      handler();
-      return () => undefined;
-    }
-    this.endHandlers.add(handler);
-    return () => void this.endHandlers.delete(handler);
-  }
-
-  private runEndHandlers(): void {
-    const handlers = [...this.endHandlers];
-    this.endHandlers.clear();
-    for (const handler of handlers) handler();
+    return this.endHandlers(handler);
   }
 
   /** Aborts when the session ends (lost or closed); the reason is a SessionLostError or ShutdownError. */

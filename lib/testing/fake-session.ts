@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { leaseHex } from '../etcd/keys.js';
+import { abortHandlers } from '../util/abort.js';
 import type { EtcdSession } from '../session/etcd-session.js';
 import type { SessionService, SessionState } from '../session/session.service.js';
 import { SessionLostError, ShutdownError } from '../errors/coordination.errors.js';
@@ -20,26 +21,16 @@ export class FakeSession implements SessionSurface {
   readonly ttlSeconds = FAKE_TTL_SECONDS;
   private readonly controller = new AbortController();
 
-  private readonly endHandlers = new Set<() => void>();
+  private readonly endHandlers = abortHandlers(this.controller.signal);
 
   constructor(readonly leaseId: bigint) {
     this.leaseHex = leaseHex(leaseId);
     setMaxListeners(0, this.controller.signal);
-    this.controller.signal.addEventListener('abort', () => {
-      const handlers = [...this.endHandlers];
-      this.endHandlers.clear();
-      for (const handler of handlers) handler();
-    }, { once: true });
   }
 
   /** As `EtcdSession.whenEnded`. */
   whenEnded(handler: () => void): () => void {
-    if (this.controller.signal.aborted) {
-      handler();
-      return () => undefined;
-    }
-    this.endHandlers.add(handler);
-    return () => void this.endHandlers.delete(handler);
+    return this.endHandlers(handler);
   }
 
   get signal(): AbortSignal {

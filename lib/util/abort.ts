@@ -15,39 +15,43 @@ const TIMEOUT_REASON = Symbol('timeout');
  * One signal for an operation: the caller's signal, an optional timeout, and
  * internal signals (session end, shutdown). Unlike AbortSignal.timeout/any it
  * owns its timer and listeners and releases them in dispose(), so a finished
- * operation leaves nothing behind.
+ * operation leaves nothing behind. (A {@link LazyOperationSignal} whose
+ * composite is made at once.)
  */
 export function operationSignal(options: {
   timeoutMs?: number;
   caller?: AbortSignal;
   others?: readonly AbortSignal[];
 }): OperationSignal {
-  const controller = new AbortController();
-  let cause: AbortCause | undefined;
-  const cleanups: Array<() => void> = [];
-  const abort = (which: AbortCause, reason: unknown) => {
-    if (controller.signal.aborted) return;
-    cause = which;
-    controller.abort(reason);
-  };
-  const follow = (input: AbortSignal, which: AbortCause) => {
-    if (input.aborted) return abort(which, input.reason);
-    const listener = () => abort(which, input.reason);
-    input.addEventListener('abort', listener, { once: true });
-    cleanups.push(() => input.removeEventListener('abort', listener));
-  };
-  if (options.caller) follow(options.caller, 'caller');
-  for (const other of options.others ?? []) follow(other, 'other');
-  if (options.timeoutMs !== undefined && !controller.signal.aborted) {
-    const timer = setTimeout(() => abort('timeout', TIMEOUT_REASON), options.timeoutMs);
-    cleanups.push(() => clearTimeout(timer));
-  }
-  return {
-    signal: controller.signal,
-    cause: () => cause,
-    dispose: () => {
-      for (const cleanup of cleanups.splice(0)) cleanup();
-    },
+  const inputs: Array<readonly [AbortInput, AbortCause]> = [];
+  if (options.caller) inputs.push([options.caller, 'caller']);
+  for (const other of options.others ?? []) inputs.push([other, 'other']);
+  const op = new LazyOperationSignal(inputs, options.timeoutMs);
+  // Made at once: its listeners record which input aborted first, whenever anyone looks.
+  void op.signal;
+  return op;
+}
+
+/**
+ * Many handlers of one signal's abort behind ONE listener (Node's EventTarget
+ * listeners cost microseconds per add and remove, paid on every lock cycle
+ * when each hold listens to its session): returns `add(handler)`, which calls
+ * `handler` once at the abort (at once if it happened) and returns its remover.
+ */
+export function abortHandlers(signal: AbortSignal): (handler: () => void) => () => void {
+  const handlers = new Set<() => void>();
+  signal.addEventListener('abort', () => {
+    const now = [...handlers];
+    handlers.clear();
+    for (const handler of now) handler();
+  }, { once: true });
+  return (handler) => {
+    if (signal.aborted) {
+      handler();
+      return () => undefined;
+    }
+    handlers.add(handler);
+    return () => void handlers.delete(handler);
   };
 }
 
@@ -90,13 +94,14 @@ export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise
 export type AbortInput = AbortSignal | LazyOperationSignal;
 
 /**
- * {@link operationSignal} for the hot path of an acquire (internal): the same
- * inputs and causes, but the composite AbortSignal (an AbortController and a
- * listener on each input, microseconds on every lock cycle) is made only when
- * something asks for {@link signal}, i.e. when the operation has to wait.
- * {@link aborted}, {@link reason} and {@link cause} read the inputs directly.
+ * The signal behind {@link operationSignal}, also made directly by the queue
+ * engine (whose inputs may be other lazy signals). The composite AbortSignal
+ * (an AbortController and a listener on each input: microseconds on every
+ * lock cycle) is made only when something asks for {@link signal}, i.e. when
+ * the operation has to wait. {@link aborted}, {@link reason} and
+ * {@link cause} read the inputs directly.
  */
-export class LazyOperationSignal {
+export class LazyOperationSignal implements OperationSignal {
   private controller?: AbortController;
   private why?: AbortCause;
   private reasonValue: unknown;
@@ -108,7 +113,10 @@ export class LazyOperationSignal {
     timeoutMs?: number,
   ) {
     if (timeoutMs !== undefined && this.poll() === undefined) {
-      this.timer = setTimeout(() => this.abort('timeout', TIMEOUT_REASON), timeoutMs);
+      // An input that aborted before the timeout, unnoticed while nobody looked, still comes first.
+      this.timer = setTimeout(() => {
+        if (this.poll() === undefined) this.abort('timeout', TIMEOUT_REASON);
+      }, timeoutMs);
     }
   }
 
